@@ -1,0 +1,407 @@
+//! The history: an append-only record of what every writer attempted and
+//! what it was told.
+//!
+//! A dual write has several *legs* — the database, the topic, the cache — and
+//! each leg of each order is recorded twice: once when the writer *invokes*
+//! it and once when it learns the *outcome*. This is Jepsen's shape, and it is
+//! what makes crashes honest: a writer that dies mid-leg leaves an invocation
+//! with no completion, and the checker reads that as [`Outcome::Unknown`]
+//! (the request may or may not have reached the store) without anyone having
+//! to guess.
+//!
+//! Outcomes are three-valued, decided by one `classify` function per store:
+//!
+//! | outcome   | meaning                                         | example                                   |
+//! |-----------|-------------------------------------------------|-------------------------------------------|
+//! | `Ok`      | it happened                                     | COMMIT returned; the broker acknowledged  |
+//! | `Fail`    | it definitely did not happen                    | pool timeout before anything was sent     |
+//! | `Unknown` | it may have happened                            | connection reset while COMMIT was in flight |
+//!
+//! Nothing is ever removed or rewritten; the reconciler folds the events into
+//! one [`WriteRecord`] per order. Readers append their own observations
+//! (what they were served, and what was true) to the same history.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A unique order id. Drawn from the run's seeded generator, so the same seed
+/// places the same orders under every strategy.
+pub type OrderId = Uuid;
+
+/// Milliseconds since the run's clock started (the start of the main phase).
+pub type Millis = u64;
+
+/// The store a leg of a write talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Leg {
+    /// The order's database transaction.
+    Db,
+    /// The `StockChanged` event published to the topic.
+    Topic,
+    /// The cache invalidation (cache-aside's delete).
+    Cache,
+}
+
+impl Leg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Db => "db",
+            Leg::Topic => "topic",
+            Leg::Cache => "cache",
+        }
+    }
+}
+
+/// What a writer was told about one leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Ok,
+    /// It definitely did not happen.
+    Fail,
+    /// It may have happened: a timeout, a reset after the request left, a crash.
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// An outcome with the error that explains it, as the writer saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    pub outcome: Outcome,
+    /// The error chain (`{:#}`) for `Fail` and `Unknown`; `None` for `Ok`.
+    pub error: Option<String>,
+}
+
+impl Told {
+    pub fn ok() -> Told {
+        Told { outcome: Outcome::Ok, error: None }
+    }
+    pub fn fail(error: impl std::fmt::Display) -> Told {
+        Told { outcome: Outcome::Fail, error: Some(format!("{error:#}")) }
+    }
+    pub fn unknown(error: impl std::fmt::Display) -> Told {
+        Told { outcome: Outcome::Unknown, error: Some(format!("{error:#}")) }
+    }
+}
+
+/// The order a writer places: everything but its outcome. Drawn from the
+/// seeded workload generator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub product_id: i32,
+    /// Change in stock: negative for an order.
+    pub delta: i32,
+    /// Which writer task placed it, and its place in that task's sequence.
+    pub writer: u32,
+    pub seq: u64,
+}
+
+/// What the database returned when the order's transaction ran: the row's new
+/// state. Known only if the statement returned before the leg ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockAfter {
+    pub quantity: i64,
+    pub version: i64,
+}
+
+/// One entry of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A writer began an order.
+    Begin { at: Millis, order: Order },
+    /// A writer started a leg.
+    Invoke { at: Millis, order_id: OrderId, leg: Leg },
+    /// The database told the writer the row's new state (before commit).
+    Wrote { at: Millis, order_id: OrderId, after: StockAfter },
+    /// A writer learned a leg's outcome.
+    Complete { at: Millis, order_id: OrderId, leg: Leg, told: Told },
+    /// A reader's observation.
+    Read(ReadSample),
+    /// One query of the "unrelated" pool probe (a product lookup sharing the
+    /// app's connection pool with the writers).
+    Probe(ProbeSample),
+    /// A component crashed (the process-death imitation) or restarted.
+    Crash { at: Millis, component: String, restarted: bool },
+}
+
+/// What one reader saw at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadSample {
+    pub at: Millis,
+    pub product_id: i32,
+    /// What the strategy's read path served (the cache for cache-aside, the
+    /// database otherwise), or `None` if the read failed.
+    pub served: Option<StockAfter>,
+    /// Whether the value came from the cache (a hit).
+    pub from_cache: bool,
+    /// The database's state read directly (not through any fault) right
+    /// after; `None` if that read failed.
+    pub truth: Option<StockAfter>,
+    /// The downstream consumer's projection at the same instant.
+    pub projection: Option<StockAfter>,
+}
+
+/// One query of the unrelated pool probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSample {
+    pub at: Millis,
+    /// How long the lookup took, including waiting for a pooled connection.
+    pub elapsed_ms: f64,
+    /// The pool had no connection to give within its acquire timeout.
+    pub acquire_timeout: bool,
+    /// Any other failure.
+    pub failed: bool,
+}
+
+/// The run's clock: milliseconds since the main phase started.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock { start: Instant::now() }
+    }
+    /// Milliseconds since the clock started.
+    pub fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+    /// Milliseconds since the clock started, with sub-millisecond precision.
+    pub fn now_f64(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+/// The append-only history, shared by every task of a run.
+///
+/// Cloning gives another handle to the same history. Appends take a mutex
+/// that is never held across an `.await`.
+#[derive(Debug, Clone)]
+pub struct History {
+    clock: Clock,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl History {
+    pub fn new(clock: Clock) -> History {
+        History { clock, events: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().expect("history mutex poisoned").push(event);
+    }
+
+    /// A writer begins an order.
+    pub fn begin(&self, order: &Order) {
+        self.push(Event::Begin { at: self.clock.now(), order: order.clone() });
+    }
+
+    /// A writer starts a leg. Until [`History::complete`] follows, the leg's
+    /// outcome is unknown — which is what it stays if the writer crashes.
+    pub fn invoke(&self, order_id: OrderId, leg: Leg) {
+        self.push(Event::Invoke { at: self.clock.now(), order_id, leg });
+    }
+
+    /// The database told the writer the row's new state.
+    pub fn wrote(&self, order_id: OrderId, after: StockAfter) {
+        self.push(Event::Wrote { at: self.clock.now(), order_id, after });
+    }
+
+    /// A writer learned a leg's outcome.
+    pub fn complete(&self, order_id: OrderId, leg: Leg, told: Told) {
+        self.push(Event::Complete { at: self.clock.now(), order_id, leg, told });
+    }
+
+    pub fn read(&self, sample: ReadSample) {
+        self.push(Event::Read(sample));
+    }
+
+    pub fn probe(&self, sample: ProbeSample) {
+        self.push(Event::Probe(sample));
+    }
+
+    pub fn crash(&self, component: &str, restarted: bool) {
+        self.push(Event::Crash { at: self.clock.now(), component: component.to_string(), restarted });
+    }
+
+    /// A copy of every event so far, in the order they were appended.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("history mutex poisoned").clone()
+    }
+
+    /// Counts for the live display: (orders begun, db ok, db fail, db unknown-so-far).
+    pub fn live_counts(&self) -> LiveCounts {
+        let events = self.events.lock().expect("history mutex poisoned");
+        let mut counts = LiveCounts::default();
+        for event in events.iter() {
+            match event {
+                Event::Begin { .. } => counts.orders += 1,
+                Event::Complete { leg, told, .. } => match (leg, told.outcome) {
+                    (Leg::Db, Outcome::Ok) => counts.committed += 1,
+                    (_, Outcome::Fail) => counts.failed_legs += 1,
+                    (_, Outcome::Unknown) => counts.unknown_legs += 1,
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        counts
+    }
+}
+
+/// Running totals for the progress display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub orders: u64,
+    pub committed: u64,
+    pub failed_legs: u64,
+    pub unknown_legs: u64,
+}
+
+/// One leg of one order, folded from its invoke and complete events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegRecord {
+    pub invoked_at: Millis,
+    /// When the writer learned the outcome; `None` if it never did (a crash).
+    pub completed_at: Option<Millis>,
+    /// What the writer was told. A leg invoked and never completed is
+    /// `Unknown`, with the error "no reply: the writer crashed".
+    pub told: Told,
+}
+
+/// Everything the history says about one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRecord {
+    pub order: Order,
+    pub begun_at: Millis,
+    /// What the database returned for the row before the commit, if anything.
+    pub after: Option<StockAfter>,
+    pub legs: BTreeMap<Leg, LegRecord>,
+}
+
+impl WriteRecord {
+    /// The outcome of a leg, if the writer ever invoked it.
+    pub fn outcome(&self, leg: Leg) -> Option<Outcome> {
+        self.legs.get(&leg).map(|l| l.told.outcome)
+    }
+
+    /// True when every leg the writer invoked ended `Ok`: the writer believes
+    /// the order fully succeeded.
+    pub fn acknowledged(&self) -> bool {
+        !self.legs.is_empty() && self.legs.values().all(|l| l.told.outcome == Outcome::Ok)
+    }
+}
+
+/// Folds the history's events into one record per order, in the order the
+/// orders began. Pure.
+pub fn write_records(events: &[Event]) -> Vec<WriteRecord> {
+    let mut order_of_begin: Vec<OrderId> = Vec::new();
+    let mut records: BTreeMap<OrderId, WriteRecord> = BTreeMap::new();
+    for event in events {
+        match event {
+            Event::Begin { at, order } => {
+                order_of_begin.push(order.order_id);
+                records.insert(
+                    order.order_id,
+                    WriteRecord { order: order.clone(), begun_at: *at, after: None, legs: BTreeMap::new() },
+                );
+            }
+            Event::Invoke { at, order_id, leg } => {
+                if let Some(record) = records.get_mut(order_id) {
+                    record.legs.insert(
+                        *leg,
+                        LegRecord {
+                            invoked_at: *at,
+                            completed_at: None,
+                            // Stays this way unless a completion follows.
+                            told: Told::unknown("no reply: the writer crashed before the outcome was known"),
+                        },
+                    );
+                }
+            }
+            Event::Wrote { order_id, after, .. } => {
+                if let Some(record) = records.get_mut(order_id) {
+                    record.after = Some(*after);
+                }
+            }
+            Event::Complete { at, order_id, leg, told } => {
+                if let Some(leg) = records.get_mut(order_id).and_then(|r| r.legs.get_mut(leg)) {
+                    leg.completed_at = Some(*at);
+                    leg.told = told.clone();
+                }
+            }
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => {}
+        }
+    }
+    order_of_begin.into_iter().filter_map(|id| records.remove(&id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(n: u128) -> Order {
+        Order { order_id: Uuid::from_u128(n), product_id: 1, delta: -2, writer: 0, seq: n as u64 }
+    }
+
+    #[test]
+    fn a_leg_without_completion_is_unknown() {
+        let events = vec![
+            Event::Begin { at: 1, order: order(1) },
+            Event::Invoke { at: 2, order_id: Uuid::from_u128(1), leg: Leg::Db },
+            Event::Complete { at: 3, order_id: Uuid::from_u128(1), leg: Leg::Db, told: Told::ok() },
+            Event::Invoke { at: 4, order_id: Uuid::from_u128(1), leg: Leg::Topic },
+        ];
+        let records = write_records(&events);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].outcome(Leg::Db), Some(Outcome::Ok));
+        assert_eq!(records[0].outcome(Leg::Topic), Some(Outcome::Unknown));
+        assert_eq!(records[0].legs[&Leg::Topic].completed_at, None);
+        assert!(!records[0].acknowledged());
+    }
+
+    #[test]
+    fn records_keep_the_order_in_which_orders_began() {
+        let events = vec![
+            Event::Begin { at: 1, order: order(9) },
+            Event::Begin { at: 2, order: order(3) },
+        ];
+        let ids: Vec<_> = write_records(&events).iter().map(|r| r.order.order_id).collect();
+        assert_eq!(ids, vec![Uuid::from_u128(9), Uuid::from_u128(3)]);
+    }
+
+    #[test]
+    fn acknowledged_needs_every_invoked_leg_ok() {
+        let id = Uuid::from_u128(1);
+        let mut events = vec![
+            Event::Begin { at: 1, order: order(1) },
+            Event::Invoke { at: 2, order_id: id, leg: Leg::Db },
+            Event::Complete { at: 3, order_id: id, leg: Leg::Db, told: Told::ok() },
+        ];
+        assert!(write_records(&events)[0].acknowledged());
+        events.push(Event::Invoke { at: 4, order_id: id, leg: Leg::Topic });
+        events.push(Event::Complete { at: 5, order_id: id, leg: Leg::Topic, told: Told::fail("refused") });
+        assert!(!write_records(&events)[0].acknowledged());
+    }
+}

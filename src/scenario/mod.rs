@@ -1,0 +1,3 @@
+//! Scenarios: fault windows as files.
+
+pub mod schedule;

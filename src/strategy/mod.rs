@@ -1,0 +1,5 @@
+//! The strategies.
+
+mod names;
+
+pub use names::{Expectation, Strategy};

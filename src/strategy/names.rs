@@ -1,0 +1,105 @@
+//! The closed set of strategy names: one name, three spellings
+//! (`run outbox`, `Strategy::Outbox`, `strategy/outbox.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// Every way dualwrite knows of keeping the database, the cache and the topic
+/// in step. The order here is the order `compare` shows them: from the
+/// naive dual write to the fixes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Commit the DB transaction, then publish to Kafka.
+    Naive,
+    /// Publish to Kafka inside the open DB transaction, then commit.
+    PublishInTx,
+    /// Reads from Redis (filled from the DB on a miss); writes commit the DB,
+    /// then delete the cached key.
+    CacheAside,
+    /// The order and an outbox row in one transaction; a relay publishes rows.
+    Outbox,
+    /// The app writes only the DB; a connector streams the WAL to Kafka.
+    Cdc,
+    /// Outbox messages captured from the WAL instead of polled.
+    OutboxCdc,
+}
+
+impl Strategy {
+    /// All strategies, in `compare` order.
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Naive,
+        Strategy::PublishInTx,
+        Strategy::CacheAside,
+        Strategy::Outbox,
+        Strategy::Cdc,
+        Strategy::OutboxCdc,
+    ];
+
+    /// The name users type (`publish-in-tx`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Naive => "naive",
+            Strategy::PublishInTx => "publish-in-tx",
+            Strategy::CacheAside => "cache-aside",
+            Strategy::Outbox => "outbox",
+            Strategy::Cdc => "cdc",
+            Strategy::OutboxCdc => "outbox-cdc",
+        }
+    }
+
+    /// Parses the name users type; `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a scenario expects a strategy's verdict to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expectation {
+    Consistent,
+    Inconsistent,
+    /// Either verdict is acceptable (the scenario makes no claim).
+    Any,
+}
+
+impl Expectation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expectation::Consistent => "consistent",
+            Expectation::Inconsistent => "inconsistent",
+            Expectation::Any => "any",
+        }
+    }
+}
+
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_in_every_spelling() {
+        for s in Strategy::ALL {
+            assert_eq!(Strategy::from_name(s.name()), Some(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+            use clap::ValueEnum;
+            assert_eq!(Strategy::from_str(s.name(), false).unwrap(), s);
+        }
+    }
+}
