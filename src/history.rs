@@ -150,6 +150,10 @@ pub struct ReadSample {
     pub served: Option<StockAfter>,
     /// Whether the value came from the cache (a hit).
     pub from_cache: bool,
+    /// cache-aside: the read missed, read the database, and put the value it
+    /// read into the cache (the "fill" of the set-after-delete race).
+    #[serde(default)]
+    pub filled_cache: bool,
     /// The database's state read directly (not through any fault) right
     /// after; `None` if that read failed.
     pub truth: Option<StockAfter>,
@@ -182,6 +186,10 @@ impl Clock {
     /// Milliseconds since the clock started.
     pub fn now(&self) -> Millis {
         self.start.elapsed().as_millis() as Millis
+    }
+    /// The instant `offset` after the clock started.
+    pub fn at(&self, offset: std::time::Duration) -> Instant {
+        self.start + offset
     }
     /// Milliseconds since the clock started, with sub-millisecond precision.
     pub fn now_f64(&self) -> f64 {
@@ -239,6 +247,15 @@ impl History {
 
     pub fn probe(&self, sample: ProbeSample) {
         self.push(Event::Probe(sample));
+    }
+
+    /// The most recent reader observation, for the live display.
+    pub fn last_read(&self) -> Option<ReadSample> {
+        let events = self.events.lock().expect("history mutex poisoned");
+        events.iter().rev().find_map(|e| match e {
+            Event::Read(r) => Some(r.clone()),
+            _ => None,
+        })
     }
 
     pub fn crash(&self, component: &str, restarted: bool) {

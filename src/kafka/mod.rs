@@ -1,3 +1,7 @@
 //! Kafka: the embedded broker, the producer, and reading a topic back.
 
 pub mod embedded;
+pub mod producer;
+pub mod topic;
+
+pub use producer::{Publisher, PublisherConfig};

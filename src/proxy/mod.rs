@@ -2,3 +2,8 @@
 //! dualwrite uses to drive any Toxiproxy (built in or real).
 
 pub mod toxic;
+
+/// Placeholder until the proxy branch lands.
+#[derive(Debug, thiserror::Error)]
+#[error("proxy error")]
+pub struct ProxyError;

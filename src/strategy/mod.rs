@@ -1,5 +1,176 @@
-//! The strategies.
+//! The strategies: ways of keeping the database, the cache and the topic in
+//! step. One file each, read in this order:
+//!
+//! | file               | what it does                                            | how it breaks |
+//! |--------------------|---------------------------------------------------------|---------------|
+//! | `naive.rs`         | commit, then publish                                    | lost events |
+//! | `publish_in_tx.rs` | publish inside the open transaction, then commit        | ghost events, pool exhaustion |
+//! | `cache_aside.rs`   | read through Redis; commit, then delete the key         | stale cache |
+//! | `outbox.rs`        | order + outbox row in one transaction; a relay publishes | duplicates only |
+//! | `cdc.rs`           | write the DB only; a connector streams the WAL          | duplicates only |
+//! | `outbox_cdc.rs`    | outbox messages captured from the WAL                   | duplicates only |
+//!
+//! Each strategy is an *app* — what the writers and readers run — built by
+//! [`Integration::connect`] at the start of the main phase and again after a
+//! writer crash. Strategies that publish through a relay or a connector also
+//! have a *background* component (see [`background`]), which a scenario can
+//! crash on its own.
 
+use std::future::Future;
+use std::net::SocketAddr;
+
+use sqlx::postgres::PgConnectOptions;
+
+use crate::config::Tuning;
+use crate::db::AppDb;
+use crate::error::Result;
+use crate::history::{History, Order, StockAfter};
+use crate::scenario::schedule::WorkloadKnobs;
+
+pub mod background;
 mod names;
+pub mod naive;
 
 pub use names::{Expectation, Strategy};
+
+/// The addresses of the fault-proxy links (see [`crate::links`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Links {
+    pub postgres: SocketAddr,
+    pub postgres_relay: SocketAddr,
+    pub redis: SocketAddr,
+    pub kafka: SocketAddr,
+}
+
+/// Everything a strategy is built from: the run's namespace and how to reach
+/// each store.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub strategy: Strategy,
+    /// Postgres, direct (no proxy); pools through links are built from it.
+    pub db: PgConnectOptions,
+    /// The run's schema (its tables), topic and Redis key prefix.
+    pub schema: String,
+    pub topic: String,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub links: Links,
+    /// Kafka bootstrap address: the `kafka` link.
+    pub kafka: String,
+    pub tuning: Tuning,
+    pub seed: u64,
+    pub knobs: WorkloadKnobs,
+}
+
+impl Env {
+    /// The app's database: a pool through the `postgres` link.
+    pub fn app_db(&self) -> AppDb {
+        let pool = crate::db::pool_through(&self.db, self.links.postgres, &self.schema, &self.tuning, "dualwrite-app");
+        AppDb::new(pool, self.tuning.db_timeout)
+    }
+
+    /// A producer for the run's topic with the given client id.
+    pub fn publisher(&self, client_id: &str) -> Result<crate::kafka::Publisher> {
+        crate::kafka::Publisher::new(crate::kafka::PublisherConfig {
+            bootstrap: self.kafka.clone(),
+            topic: self.topic.clone(),
+            publish_timeout: self.tuning.publish_timeout,
+            client_id: client_id.to_string(),
+        })
+    }
+}
+
+/// What a read returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// The value, or `None` if the read failed.
+    pub value: Option<StockAfter>,
+    /// True when the value came from the cache.
+    pub from_cache: bool,
+    /// True when a miss put the database's value into the cache.
+    pub filled_cache: bool,
+}
+
+/// What every strategy's app does. Deliberately small: the differences
+/// between strategies live in how they `write`.
+pub trait Integration: Send + Sync + Sized + 'static {
+    /// Opens the app's connections. Lazy: nothing is reached yet, so a link
+    /// that is down is a fault the workload sees, not a setup error.
+    fn connect(env: &Env) -> Result<Self>;
+
+    /// Places one order: appends `begin`, then every leg's invoke and
+    /// outcome, to the history. Never fails: a failure is an outcome.
+    fn write(&self, order: &Order, history: &History) -> impl Future<Output = ()> + Send;
+
+    /// Reads one product through the strategy's read path.
+    fn read(&self, product_id: i32) -> impl Future<Output = Served> + Send;
+
+    /// The app's connection pool, which the unrelated pool probe shares.
+    fn db(&self) -> &AppDb;
+}
+
+/// The app of whichever strategy is running: enum dispatch, no `dyn`.
+pub enum App {
+    Naive(naive::Naive),
+}
+
+impl App {
+    pub fn connect(env: &Env) -> Result<App> {
+        Ok(match env.strategy {
+            Strategy::Naive => App::Naive(naive::Naive::connect(env)?),
+            other => unimplemented!("strategy {other} is not built yet"),
+        })
+    }
+
+    pub async fn write(&self, order: &Order, history: &History) {
+        match self {
+            App::Naive(s) => s.write(order, history).await,
+        }
+    }
+
+    pub async fn read(&self, product_id: i32) -> Served {
+        match self {
+            App::Naive(s) => s.read(product_id).await,
+        }
+    }
+
+    pub fn db(&self) -> &AppDb {
+        match self {
+            App::Naive(s) => s.db(),
+        }
+    }
+}
+
+impl Strategy {
+    /// Whether the strategy publishes events (and so can lose them).
+    pub fn publishes(self) -> bool {
+        !matches!(self, Strategy::CacheAside)
+    }
+
+    /// Whether the strategy has a cache (and so can serve stale values).
+    pub fn caches(self) -> bool {
+        matches!(self, Strategy::CacheAside)
+    }
+
+    /// Whether the strategy publishes through an outbox table (and so can
+    /// leave a backlog).
+    pub fn has_outbox(self) -> bool {
+        matches!(self, Strategy::Outbox)
+    }
+}
+
+/// Creates what a strategy needs beyond the common schema (e.g. a
+/// replication slot and publication for the CDC strategies).
+pub async fn prepare(env: &Env) -> Result<()> {
+    match env.strategy {
+        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox => Ok(()),
+        Strategy::Cdc | Strategy::OutboxCdc => Ok(()),
+    }
+}
+
+/// Removes what [`prepare`] created.
+pub async fn cleanup(env: &Env) -> Result<()> {
+    match env.strategy {
+        _ => Ok(()),
+    }
+}

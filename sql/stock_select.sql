@@ -1,0 +1,1 @@
+SELECT quantity, version FROM stock WHERE product_id = $1

@@ -1,0 +1,110 @@
+//! The downstream consumer: a service that believes what the topic says.
+//!
+//! It reads every partition of the run's topic from the beginning and keeps a
+//! *projection*: each product's stock as the events describe it. It is
+//! idempotent by version — an event whose version is not newer than what it
+//! already holds is ignored — so duplicates and reorderings do not corrupt
+//! it. What it cannot fix is an event that never arrives (a lost event) or
+//! one that should not exist (a ghost); projection drift measures that.
+//!
+//! Readers sample its projection during the run ("db: 977 vs topic: 981"),
+//! the drain phase waits for it to catch up, and the reconciler compares its
+//! final state with the database.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Message;
+use tokio::task::JoinHandle;
+
+use crate::history::{Clock, StockAfter};
+use crate::kafka::topic;
+use crate::snapshot::DownstreamState;
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: DownstreamState,
+    /// Per partition, the offset of the next record to read.
+    next_offsets: BTreeMap<i32, i64>,
+    /// The last error while consuming, for the drain report.
+    last_error: Option<String>,
+}
+
+/// A running downstream consumer.
+#[derive(Debug)]
+pub struct Downstream {
+    shared: Arc<Mutex<Shared>>,
+    task: JoinHandle<()>,
+}
+
+impl Downstream {
+    /// Starts consuming `topic` from the beginning. The consumer reaches the
+    /// broker the same way every client does (through the `kafka` link), so
+    /// during a Kafka fault it falls behind like any real consumer would.
+    pub async fn start(bootstrap: &str, topic_name: &str, clock: Clock) -> Result<Downstream, String> {
+        let consumer = topic::assign_from_beginning(bootstrap, topic_name, "dualwrite-downstream").await?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let task = tokio::spawn(consume(consumer, shared.clone(), clock));
+        Ok(Downstream { shared, task })
+    }
+
+    /// What the consumer believes about one product right now.
+    pub fn projection(&self, product_id: i32) -> Option<StockAfter> {
+        self.shared.lock().expect("consumer mutex poisoned").state.projection.get(&product_id).copied()
+    }
+
+    /// True when, for every partition in `high_watermarks`, the consumer has
+    /// read up to the watermark.
+    pub fn caught_up(&self, high_watermarks: &BTreeMap<i32, i64>) -> bool {
+        let shared = self.shared.lock().expect("consumer mutex poisoned");
+        high_watermarks.iter().all(|(p, high)| *high == 0 || shared.next_offsets.get(p).is_some_and(|next| next >= high))
+    }
+
+    /// How far behind the consumer is, in records, for the drain report.
+    pub fn behind(&self, high_watermarks: &BTreeMap<i32, i64>) -> i64 {
+        let shared = self.shared.lock().expect("consumer mutex poisoned");
+        high_watermarks.iter().map(|(p, high)| (high - shared.next_offsets.get(p).copied().unwrap_or(0)).max(0)).sum()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.lock().expect("consumer mutex poisoned").last_error.clone()
+    }
+
+    /// The consumer's state now.
+    pub fn state(&self) -> DownstreamState {
+        self.shared.lock().expect("consumer mutex poisoned").state.clone()
+    }
+}
+
+impl Drop for Downstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn consume(consumer: StreamConsumer, shared: Arc<Mutex<Shared>>, clock: Clock) {
+    loop {
+        match consumer.recv().await {
+            Ok(message) => {
+                let at = clock.now();
+                let record = topic::decode(&message);
+                let mut shared = shared.lock().expect("consumer mutex poisoned");
+                shared.next_offsets.insert(message.partition(), message.offset() + 1);
+                shared.state.records += 1;
+                let Ok(event) = record.event else { continue };
+                shared.state.first_seen.entry(event.order_id).or_insert(at);
+                // Idempotent by version: only a newer version changes the view.
+                let newer = shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
+                if newer {
+                    shared.state.projection.insert(event.product_id, event.after());
+                }
+            }
+            Err(e) => {
+                // librdkafka reconnects by itself; remember the error for the report.
+                shared.lock().expect("consumer mutex poisoned").last_error = Some(e.to_string());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

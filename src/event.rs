@@ -1,0 +1,53 @@
+//! The event every strategy announces: `StockChanged`, keyed by product.
+//!
+//! The value is JSON and carries the order id, so that anyone can count the
+//! topic with a console consumer (`kcat -C -t <topic> -e | jq .order_id`) and
+//! get the same figures as the reconciler.
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Order, OrderId, StockAfter};
+
+/// A product's stock changed because of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockChanged {
+    pub order_id: OrderId,
+    pub product_id: i32,
+    /// Change in stock (negative for an order).
+    pub delta: i32,
+    /// The product's quantity after the change.
+    pub quantity: i64,
+    /// The product's version after the change; grows by one per change, so a
+    /// consumer can ignore duplicates and stale reorderings.
+    pub version: i64,
+}
+
+impl StockChanged {
+    pub fn new(order: &Order, after: StockAfter) -> StockChanged {
+        StockChanged {
+            order_id: order.order_id,
+            product_id: order.product_id,
+            delta: order.delta,
+            quantity: after.quantity,
+            version: after.version,
+        }
+    }
+
+    /// The record key: the product id, so that one product's events share a
+    /// partition and keep their order.
+    pub fn key(&self) -> String {
+        self.product_id.to_string()
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("StockChanged always serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<StockChanged, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn after(&self) -> StockAfter {
+        StockAfter { quantity: self.quantity, version: self.version }
+    }
+}

@@ -1,0 +1,192 @@
+//! Creating a topic, and reading one back from the beginning.
+//!
+//! Reading assigns every partition at its first offset instead of joining a
+//! consumer group: a group join costs seconds (the embedded broker delays it
+//! on purpose), and a checker wants the whole topic, not a share of it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::error::{Error, Result};
+use crate::event::StockChanged;
+
+/// Partitions of every run's topic. More than one, so that per-product
+/// ordering (by key) is what keeps events in order, as in production.
+pub const PARTITIONS: i32 = 3;
+
+/// How long a metadata or admin request may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates `topic` on a real broker (brokers such as tansu do not auto-create).
+/// An existing topic is not an error.
+pub async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()
+        .map_err(|e| Error::refused("Kafka", bootstrap, "create an admin client", e))?;
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    let results = tokio::time::timeout(ADMIN_TIMEOUT + Duration::from_secs(2), admin.create_topics([&new], &options))
+        .await
+        .map_err(|_| {
+            Error::unreachable(
+                "Kafka",
+                bootstrap,
+                "is the broker running and advertising a reachable address? check --brokers / KAFKA_BROKERS",
+                format!("no answer to CreateTopics within {ADMIN_TIMEOUT:?}"),
+            )
+        })?
+        .map_err(|e| Error::unreachable("Kafka", bootstrap, "check --brokers / KAFKA_BROKERS", e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::refused("Kafka", bootstrap, format!("create topic {name}"), code));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `topic`; failures are logged, not fatal (cleanup is best effort).
+pub async fn delete_topic(bootstrap: &str, topic: &str) {
+    let admin: std::result::Result<AdminClient<DefaultClientContext>, _> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create();
+    let Ok(admin) = admin else { return };
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    match tokio::time::timeout(ADMIN_TIMEOUT, admin.delete_topics(&[topic], &options)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("could not delete topic {topic}: {e}"),
+        Err(_) => tracing::warn!("could not delete topic {topic}: no answer within {ADMIN_TIMEOUT:?}"),
+    }
+}
+
+/// Consumer settings shared by the downstream consumer and the checker.
+pub fn consumer_config(bootstrap: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", client_id)
+        // Required by librdkafka for a consumer; no group is ever joined
+        // (partitions are assigned) and no offset is ever committed.
+        .set("group.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // Deliver records as soon as they arrive: the event lag measured
+        // downstream should be the strategy's, not the consumer's batching.
+        .set("fetch.wait.max.ms", "10")
+        .set("socket.connection.setup.timeout.ms", "2000")
+        .set("reconnect.backoff.ms", "50")
+        .set("reconnect.backoff.max.ms", "500")
+        .set("log_level", "3");
+    config
+}
+
+/// The partitions of `topic`, from the broker's metadata.
+pub async fn partitions(bootstrap: &str, topic: &str) -> std::result::Result<Vec<i32>, String> {
+    let bootstrap = bootstrap.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            consumer_config(&bootstrap, "dualwrite-metadata").create().map_err(|e| e.to_string())?;
+        let metadata = consumer.fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or("topic missing from metadata")?;
+        if let Some(err) = t.error() {
+            return Err(format!("{:?}", RDKafkaErrorCode::from(err)));
+        }
+        Ok(t.partitions().iter().map(|p| p.id()).collect())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The high watermark (next offset to be written) of every partition.
+pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, i64>, String> {
+    let parts = partitions(bootstrap, topic).await?;
+    let bootstrap = bootstrap.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            consumer_config(&bootstrap, "dualwrite-watermarks").create().map_err(|e| e.to_string())?;
+        let mut marks = BTreeMap::new();
+        for p in parts {
+            let (_low, high) = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+            marks.insert(p, high);
+        }
+        Ok(marks)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A consumer assigned to every partition of `topic` from its first offset.
+pub async fn assign_from_beginning(bootstrap: &str, topic: &str, client_id: &str) -> std::result::Result<StreamConsumer, String> {
+    let parts = partitions(bootstrap, topic).await?;
+    let consumer: StreamConsumer = consumer_config(bootstrap, client_id).create().map_err(|e| e.to_string())?;
+    let mut assignment = TopicPartitionList::new();
+    for p in parts {
+        assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    Ok(consumer)
+}
+
+/// One record of the topic, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    /// The decoded value, or why it could not be decoded.
+    pub event: std::result::Result<StockChanged, String>,
+}
+
+/// Decodes a consumed message.
+pub fn decode(message: &impl Message) -> TopicRecord {
+    TopicRecord {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        event: match message.payload() {
+            Some(bytes) => StockChanged::from_json(bytes).map_err(|e| e.to_string()),
+            None => Err("empty value".into()),
+        },
+    }
+}
+
+/// Reads the whole topic: every record up to each partition's current high
+/// watermark, in partition and offset order. Gives up after `limit`.
+pub async fn read_all(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<Vec<TopicRecord>, String> {
+    let deadline = Instant::now() + limit;
+    let marks = high_watermarks(bootstrap, topic).await?;
+    let consumer = assign_from_beginning(bootstrap, topic, "dualwrite-checker").await?;
+    let mut next: BTreeMap<i32, i64> = marks.keys().map(|p| (*p, 0)).collect();
+    let mut records = Vec::new();
+    while marks.iter().any(|(p, high)| next[p] < *high) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let missing: i64 = marks.iter().map(|(p, high)| high - next[p]).sum();
+            return Err(format!("read {} records, {missing} still unread after {limit:?}", records.len()));
+        }
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(message)) => {
+                next.insert(message.partition(), message.offset() + 1);
+                records.push(decode(&message));
+            }
+            Ok(Err(e)) => tracing::debug!("while reading the topic back: {e}"),
+            Err(_) => {}
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}

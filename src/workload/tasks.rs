@@ -1,0 +1,184 @@
+//! The app's tasks: writers, readers and the unrelated pool probe.
+//!
+//! They all run "inside the app", so a writer crash (see the runner) aborts
+//! them together, as the death of one process would, and they start again on
+//! a fresh app after the restart. Each task finds its place in its seeded
+//! sequence from the run's clock, so a restarted task skips the orders it
+//! would have placed while dead, exactly as a real restarted service would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Workload, MAX_IN_FLIGHT_PER_WRITER};
+use crate::consumer::Downstream;
+use crate::db::{self, DbError};
+use crate::history::{Clock, History, ProbeSample, ReadSample};
+use crate::strategy::App;
+
+use super::generate;
+
+/// What the app's tasks share.
+#[derive(Clone)]
+pub struct TaskEnv {
+    pub workload: Workload,
+    pub history: History,
+    /// Postgres directly (no proxy), for the readers' truth.
+    pub direct: PgPool,
+    /// The downstream consumer, when the strategy publishes.
+    pub downstream: Option<Arc<Downstream>>,
+}
+
+/// The running app tasks. Dropping this does not stop them; call
+/// [`AppTasks::stop`] (graceful) or [`AppTasks::abort`] (a crash).
+pub struct AppTasks {
+    writers: Vec<JoinHandle<()>>,
+    others: Vec<JoinHandle<()>>,
+    /// Tells writers to place no more orders and finish those in flight.
+    stop: CancellationToken,
+}
+
+/// The first tick at or after `clock`'s now, for a task beating every `every`.
+fn next_tick(clock: &Clock, every: Duration) -> u64 {
+    let now = clock.now_f64();
+    let every_ms = every.as_secs_f64() * 1000.0;
+    (now / every_ms).ceil() as u64
+}
+
+/// When tick `k` is due.
+fn due(clock: &Clock, every: Duration, k: u64) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(clock.at(every.saturating_mul(k as u32)))
+}
+
+impl AppTasks {
+    /// Starts the writers, the reader and the pool probe on `app`.
+    pub fn spawn(app: Arc<App>, env: &TaskEnv) -> AppTasks {
+        let stop = CancellationToken::new();
+        let writers = (0..env.workload.writer_tasks)
+            .map(|w| tokio::spawn(writer(w, app.clone(), env.clone(), stop.clone())))
+            .collect();
+        let others = vec![tokio::spawn(reader(app.clone(), env.clone())), tokio::spawn(probe(app, env.clone()))];
+        AppTasks { writers, others, stop }
+    }
+
+    /// The end of the main phase: no new orders; orders in flight finish
+    /// (each of their legs is bounded by a timeout), up to `limit`.
+    pub async fn stop(self, limit: Duration) {
+        self.stop.cancel();
+        for task in self.others {
+            task.abort();
+            let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        for task in self.writers {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("a writer did not finish its orders within {limit:?}; abandoning them");
+                abort.abort();
+            }
+        }
+    }
+
+    /// A crash: every task stops where it is. Orders in flight never learn
+    /// their outcome, so the history holds their legs as invoked and never
+    /// completed — Unknown.
+    pub async fn abort(self) {
+        for task in self.writers.iter().chain(&self.others) {
+            task.abort();
+        }
+        // Wait until every task has really stopped (an aborted task stops at
+        // its next await), so nothing runs after the crash point.
+        for task in self.writers.into_iter().chain(self.others) {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One writer task: an order on every beat, whether or not the previous ones
+/// have finished (up to [`MAX_IN_FLIGHT_PER_WRITER`]). Orders arrive like
+/// requests at a service; when a store is slow they pile up, which is what
+/// exhausts a connection pool.
+async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
+    let clock = env.history.clock();
+    let every = env.workload.writers;
+    let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_WRITER));
+    // Dropping a JoinSet aborts its tasks: a crash takes in-flight orders with it.
+    let mut in_flight = JoinSet::new();
+    let mut k = next_tick(&clock, every);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due(&clock, every, k)) => {}
+            _ = stop.cancelled() => break,
+        }
+        let order = generate::order(env.workload.seed, w, k, env.workload.products);
+        let permit = tokio::select! {
+            permit = room.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => break,
+        };
+        let (app, history) = (app.clone(), env.history.clone());
+        in_flight.spawn(async move {
+            app.write(&order, &history).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+        // A late beat is not made up twice: the next order is the next tick
+        // from now, so the sequence stays the seeded one.
+        k = (k + 1).max(next_tick(&clock, every));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// The reader: on every beat, one product read three ways at one instant —
+/// the truth (directly, no fault), what the strategy's read path serves, and
+/// what the downstream consumer believes.
+async fn reader(app: Arc<App>, env: TaskEnv) {
+    let clock = env.history.clock();
+    let every = env.workload.readers;
+    let mut k = next_tick(&clock, every);
+    loop {
+        tokio::time::sleep_until(due(&clock, every, k)).await;
+        let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+        // The truth first: if the served value is older than this, it was
+        // already stale when it was served.
+        let truth = db::read_stock_direct(&env.direct, product_id).await;
+        let served = app.read(product_id).await;
+        let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
+        env.history.read(ReadSample {
+            at: clock.now(),
+            product_id,
+            served: served.value,
+            from_cache: served.from_cache,
+            filled_cache: served.filled_cache,
+            truth,
+            projection,
+        });
+        k = (k + 1).max(next_tick(&clock, every));
+    }
+}
+
+/// The unrelated pool probe: a product lookup through the app's pool on the
+/// readers' beat. It has nothing to do with orders; it measures what the
+/// writers' use of the pool does to the rest of the service.
+async fn probe(app: Arc<App>, env: TaskEnv) {
+    let clock = env.history.clock();
+    let every = env.workload.readers;
+    let mut k = next_tick(&clock, every);
+    loop {
+        tokio::time::sleep_until(due(&clock, every, k)).await;
+        let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+        let started = Instant::now();
+        let result = app.db().read_stock(product_id).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        env.history.probe(ProbeSample {
+            at: clock.now(),
+            elapsed_ms,
+            acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
+            failed: result.is_err(),
+        });
+        k = (k + 1).max(next_tick(&clock, every));
+    }
+}
