@@ -1,1 +1,46 @@
-fn main(){}
+//! The `dualwrite` binary: parse the command line, run, map the outcome to
+//! an exit code (see `dualwrite::error` for the table). Everything else lives
+//! in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dualwrite::cli::Cli;
+use dualwrite::error::EXIT_TOOL;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_TOOL as u8);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let code = match runtime.block_on(dualwrite::commands::dispatch(cli.command, &mut stdout)) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = error.exit_code();
+            // `{:#}` prints the whole chain: what failed, then why.
+            eprintln!("error: {:#}", anyhow::Error::from(error));
+            code
+        }
+    };
+    // librdkafka and sqlx may hold background threads; do not wait on them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    ExitCode::from(code as u8)
+}
+
+/// Logs to stderr: warnings by default, more with -v / -vv, or RUST_LOG.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,dualwrite=info",
+        _ => "debug,dualwrite=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

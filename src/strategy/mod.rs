@@ -28,8 +28,10 @@ use crate::history::{History, Order, StockAfter};
 use crate::scenario::schedule::WorkloadKnobs;
 
 pub mod background;
+pub mod cache_aside;
 mod names;
 pub mod naive;
+pub mod publish_in_tx;
 
 pub use names::{Expectation, Strategy};
 
@@ -112,12 +114,16 @@ pub trait Integration: Send + Sync + Sized + 'static {
 /// The app of whichever strategy is running: enum dispatch, no `dyn`.
 pub enum App {
     Naive(naive::Naive),
+    PublishInTx(publish_in_tx::PublishInTx),
+    CacheAside(cache_aside::CacheAside),
 }
 
 impl App {
     pub fn connect(env: &Env) -> Result<App> {
         Ok(match env.strategy {
             Strategy::Naive => App::Naive(naive::Naive::connect(env)?),
+            Strategy::PublishInTx => App::PublishInTx(publish_in_tx::PublishInTx::connect(env)?),
+            Strategy::CacheAside => App::CacheAside(cache_aside::CacheAside::connect(env)?),
             other => unimplemented!("strategy {other} is not built yet"),
         })
     }
@@ -125,18 +131,24 @@ impl App {
     pub async fn write(&self, order: &Order, history: &History) {
         match self {
             App::Naive(s) => s.write(order, history).await,
+            App::PublishInTx(s) => s.write(order, history).await,
+            App::CacheAside(s) => s.write(order, history).await,
         }
     }
 
     pub async fn read(&self, product_id: i32) -> Served {
         match self {
             App::Naive(s) => s.read(product_id).await,
+            App::PublishInTx(s) => s.read(product_id).await,
+            App::CacheAside(s) => s.read(product_id).await,
         }
     }
 
     pub fn db(&self) -> &AppDb {
         match self {
             App::Naive(s) => s.db(),
+            App::PublishInTx(s) => s.db(),
+            App::CacheAside(s) => s.db(),
         }
     }
 }

@@ -1,0 +1,38 @@
+# dualwrite — the two commands of the README.
+#
+#   make demo   install what is missing, start the services, build, and run
+#               `dualwrite compare` (every strategy, one seed, one schedule)
+#   make test   the same set-up plus the test broker, then the whole suite
+#
+# Both are idempotent and quiet when everything is already in place.
+
+CARGO ?= cargo
+TANSU_BIN ?= $(shell command -v tansu 2>/dev/null || echo $(HOME)/.cargo/bin/tansu)
+export TANSU_BIN
+
+.PHONY: demo test setup setup-tests build doctor clean-runs bench
+
+demo: setup build
+	./target/debug/dualwrite compare
+
+test: setup-tests
+	$(CARGO) test --all-targets --no-fail-fast
+
+setup:
+	@scripts/setup.sh
+
+setup-tests:
+	@scripts/setup.sh --tests
+
+build:
+	$(CARGO) build --bin dualwrite
+
+doctor: build
+	./target/debug/dualwrite doctor
+
+# Drop schemas and replication slots left behind by interrupted runs.
+clean-runs: build
+	./target/debug/dualwrite doctor --drop-stale
+
+bench: setup
+	$(CARGO) bench

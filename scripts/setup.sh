@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs and starts what dualwrite needs on a Debian/Ubuntu machine, and
+# does nothing (quietly) when everything is already in place.
+#
+#   scripts/setup.sh          PostgreSQL (wal_level=logical) and Redis
+#   scripts/setup.sh --tests  also what the test suite needs: kcat (an
+#                             independent Kafka console consumer), OpenSSL
+#                             headers, and the tansu broker (built once with
+#                             cargo, ~20 minutes on 2 cores, then reused)
+set -euo pipefail
+
+tests=0
+[[ "${1:-}" == "--tests" ]] && tests=1
+
+say() { echo "setup: $*" >&2; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# ── packages ─────────────────────────────────────────────────────────────
+missing=()
+command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+if [[ $tests -eq 1 ]]; then
+  command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# ── PostgreSQL: running, reachable over TCP, wal_level=logical ───────────
+pg_version=$(ls /etc/postgresql | sort -n | tail -1)
+pg() { psql -h 127.0.0.1 -U postgres -d postgres -tAqX "$@"; }
+pg_start() { as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main "$1" >/dev/null; }
+if ! as_root pg_lsclusters -h | awk -v v="$pg_version" '$1==v && $2=="main"' | grep -q online; then
+  say "starting PostgreSQL $pg_version"
+  pg_start start
+fi
+if ! pg -c 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh Debian install only trusts local peers; dualwrite connects over
+  # TCP as postgres with no password (like compose.yaml), so trust loopback.
+  hba=/etc/postgresql/$pg_version/main/pg_hba.conf
+  say "allowing passwordless loopback connections in $hba"
+  as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust' "$hba"
+  pg_start reload
+fi
+if [[ $(pg -c 'SHOW wal_level') != logical ]]; then
+  # Logical decoding (the CDC strategies) needs wal_level=logical, which only
+  # takes effect after a restart. Tests run many CDC runs in parallel, each
+  # with its own slot and WAL sender.
+  say "setting wal_level=logical and restarting PostgreSQL"
+  pg -c "ALTER SYSTEM SET wal_level = logical" \
+     -c "ALTER SYSTEM SET max_replication_slots = 64" \
+     -c "ALTER SYSTEM SET max_wal_senders = 64" >/dev/null
+  pg_start restart
+  for _ in $(seq 50); do pg -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  [[ $(pg -c 'SHOW wal_level') == logical ]] || { say "PostgreSQL did not come back with wal_level=logical"; exit 1; }
+fi
+
+# ── Redis ────────────────────────────────────────────────────────────────
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  say "starting Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/dualwrite.log
+  for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+# ── tansu, a real Kafka-API broker for the broker test suite ─────────────
+if [[ $tests -eq 1 ]]; then
+  tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+  if [[ ! -x $tansu_bin ]] || ! "$tansu_bin" --version 2>/dev/null | grep -q '0\.6\.0'; then
+    say "building the tansu broker once (cargo install, about 20 minutes on 2 cores)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
+  fi
+fi
+exit 0
