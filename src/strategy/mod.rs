@@ -31,6 +31,7 @@ pub mod background;
 pub mod cache_aside;
 mod names;
 pub mod naive;
+pub mod outbox;
 pub mod publish_in_tx;
 
 pub use names::{Expectation, Strategy};
@@ -116,6 +117,7 @@ pub enum App {
     Naive(naive::Naive),
     PublishInTx(publish_in_tx::PublishInTx),
     CacheAside(cache_aside::CacheAside),
+    Outbox(outbox::Outbox),
 }
 
 impl App {
@@ -124,6 +126,7 @@ impl App {
             Strategy::Naive => App::Naive(naive::Naive::connect(env)?),
             Strategy::PublishInTx => App::PublishInTx(publish_in_tx::PublishInTx::connect(env)?),
             Strategy::CacheAside => App::CacheAside(cache_aside::CacheAside::connect(env)?),
+            Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
             other => unimplemented!("strategy {other} is not built yet"),
         })
     }
@@ -133,6 +136,7 @@ impl App {
             App::Naive(s) => s.write(order, history).await,
             App::PublishInTx(s) => s.write(order, history).await,
             App::CacheAside(s) => s.write(order, history).await,
+            App::Outbox(s) => s.write(order, history).await,
         }
     }
 
@@ -141,6 +145,7 @@ impl App {
             App::Naive(s) => s.read(product_id).await,
             App::PublishInTx(s) => s.read(product_id).await,
             App::CacheAside(s) => s.read(product_id).await,
+            App::Outbox(s) => s.read(product_id).await,
         }
     }
 
@@ -149,6 +154,7 @@ impl App {
             App::Naive(s) => s.db(),
             App::PublishInTx(s) => s.db(),
             App::CacheAside(s) => s.db(),
+            App::Outbox(s) => s.db(),
         }
     }
 }
