@@ -14,7 +14,7 @@ use std::ffi::{CStr, CString};
 use std::net::SocketAddr;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::BaseProducer;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka_sys as rdsys;
 
 /// Why the embedded broker could not start.
