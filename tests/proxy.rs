@@ -494,6 +494,7 @@ async fn latency_keeps_order_and_does_not_add_up_along_a_stream() {
     let h = Harness::start().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
+    roundtrip(&mut conn, b"warm").await;
     h.add("p", ToxicKind::Latency { latency: 200, jitter: 50 }, Stream::Downstream).await;
     let start = Instant::now();
     let mut expected = Vec::new();
@@ -604,12 +605,16 @@ async fn bandwidth_paces_a_live_connection_and_survives_large_chunks() {
 #[tokio::test]
 async fn slicer_cuts_data_into_delayed_pieces() {
     let h = Harness::start().await;
-    // An upstream that reports how many reads it took to get 1000 bytes.
+    // An upstream that acknowledges one warm-up byte, then reports how many
+    // reads it took to get 1000 bytes.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     let (reads_tx, reads_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
+        let mut warm = [0u8; 1];
+        socket.read_exact(&mut warm).await.unwrap();
+        socket.write_all(&warm).await.unwrap();
         let mut got = Vec::new();
         let mut reads = 0;
         let mut buf = [0u8; 4096];
@@ -623,6 +628,7 @@ async fn slicer_cuts_data_into_delayed_pieces() {
     });
     let listen = h.proxy("p", upstream).await;
     let mut conn = connect(listen).await;
+    roundtrip(&mut conn, b"w").await;
     h.add("p", ToxicKind::Slicer { average_size: 100, size_variation: 20, delay: 10_000 }, Stream::Upstream).await;
     let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
     let start = Instant::now();
@@ -653,15 +659,24 @@ async fn limit_data_closes_after_the_limit() {
 #[tokio::test]
 async fn slow_close_delays_the_eof() {
     let h = Harness::start().await;
-    // An upstream that answers "bye" to anything and closes.
+    // An upstream that answers "ping" with "ping", and anything else with
+    // "bye" before it closes.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 16];
-                if socket.read(&mut buf).await.unwrap_or(0) > 0 {
-                    let _ = socket.write_all(b"bye").await;
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    if &buf[..n] != b"ping" {
+                        let _ = socket.write_all(b"bye").await;
+                        return;
+                    }
+                    let _ = socket.write_all(b"ping").await;
                 }
             });
         }
@@ -675,6 +690,7 @@ async fn slow_close_delays_the_eof() {
     assert_eq!((data.as_slice(), start.elapsed() < Duration::from_millis(200)), (&b"bye"[..], true));
 
     let mut slow = connect(listen).await;
+    roundtrip(&mut slow, b"ping").await;
     h.add("p", ToxicKind::SlowClose { delay: 400 }, Stream::Downstream).await;
     let start = Instant::now();
     slow.write_all(b"x").await.unwrap();

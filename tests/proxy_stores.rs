@@ -329,13 +329,53 @@ async fn kafka_producer_stalls_under_a_toxic_and_recovers_after_reset() {
 
     // Responses held: the delivery fails (message timeout) or stays stuck.
     h.add("kafka", ToxicKind::Timeout { timeout: 0 }, Stream::Downstream).await;
+    let started = Instant::now();
     let during = timeout(Duration::from_secs(8), send("during")).await;
+    eprintln!("under the black hole after {:?}: {during:?}", started.elapsed());
     assert!(!matches!(during, Ok(Ok(_))), "delivered through a black hole: {during:?}");
 
     h.client.reset().await.unwrap();
+    let started = Instant::now();
     let after = timeout(Duration::from_secs(20), send("after")).await.expect("no delivery after /reset");
+    eprintln!("after /reset, delivered in {:?}", started.elapsed());
     assert!(after.is_ok(), "{after:?}");
+
+    // Only the responses were held: the broker had appended "during" all
+    // along. The producer's failure was an Unknown outcome, not a Fail —
+    // the dual-write lesson, read back through the proxy.
+    let payloads = tokio::task::block_in_place(|| read_topic(&listen.to_string(), &topic, "after"));
+    eprintln!("topic: {payloads:?}");
+    assert_eq!(payloads.first().map(String::as_str), Some("before"));
+    assert!(payloads.iter().any(|p| p == "during"), "{payloads:?}");
     h.server.shutdown().await;
     drop(producer);
     drop(kafka);
+}
+
+/// Every payload of partition 0 of `topic`, from the beginning until
+/// `last` has been read (bounded).
+fn read_topic(bootstrap: &str, topic: &str, last: &str) -> Vec<String> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("dualwrite-test-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&partitions).unwrap();
+    let deadline = Instant::now() + BOUND;
+    let mut payloads = Vec::new();
+    while Instant::now() < deadline && payloads.last().map(String::as_str) != Some(last) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            payloads.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    payloads
 }

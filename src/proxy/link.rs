@@ -26,6 +26,7 @@
 //! while any `timeout` is active, then waits out the sum of the latencies,
 //! then is cut to the smallest piece any of the others allows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -177,6 +178,8 @@ enum Wake {
 /// One direction of a connection.
 struct Pump {
     chain: watch::Receiver<Chain>,
+    /// The chain `applied` was built from.
+    seen: Chain,
     /// The proxy's toxic set is gone (the proxy was deleted; this connection
     /// is about to be dropped): stop waiting for changes.
     chain_closed: bool,
@@ -185,27 +188,24 @@ struct Pump {
 }
 
 impl Pump {
-    fn new(mut chain: watch::Receiver<Chain>) -> Pump {
-        chain.mark_changed();
-        let mut pump = Pump { chain, chain_closed: false, applied: Vec::new(), opened: Instant::now() };
+    fn new(chain: watch::Receiver<Chain>) -> Pump {
+        let mut pump =
+            Pump { chain, seen: Arc::new(Vec::new()), chain_closed: false, applied: Vec::new(), opened: Instant::now() };
         pump.refresh();
         pump
     }
 
     /// Brings `applied` up to date with the proxy's current chain.
     fn refresh(&mut self) {
-        if self.chain_closed {
+        // `changed()` marks a version as seen before the pump gets here, so
+        // the version flag cannot tell whether `applied` is stale; the
+        // chain's identity can: every change publishes a new `Arc` (the pump
+        // holds the old one, so `Arc::make_mut` must copy).
+        let chain = self.chain.borrow_and_update().clone();
+        if Arc::ptr_eq(&chain, &self.seen) {
             return;
         }
-        match self.chain.has_changed() {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(_) => {
-                self.chain_closed = true;
-                return;
-            }
-        }
-        let chain = self.chain.borrow_and_update().clone();
+        self.seen = chain.clone();
         let old = std::mem::take(&mut self.applied);
         self.applied = chain
             .iter()
@@ -390,10 +390,10 @@ impl Pump {
             // `bandwidth`: a piece of n bytes occupies the link n / rate ms.
             let mut free_at = None;
             for a in self.active() {
+                // A rate of 0 means unlimited, as in Toxiproxy.
                 if let ToxicKind::Bandwidth { rate } = a.kind {
-                    if rate > 0 {
-                        let cost = Duration::from_nanos((size as u64).saturating_mul(1_000_000) / rate);
-                        let at = a.free_at.max(now) + cost;
+                    if let Some(nanos) = (size as u64).saturating_mul(1_000_000).checked_div(rate) {
+                        let at = a.free_at.max(now) + Duration::from_nanos(nanos);
                         free_at = Some(free_at.map_or(at, |t: Instant| t.max(at)));
                     }
                 }
