@@ -743,3 +743,58 @@ async fn fifty_rounds_of_add_and_remove_on_one_connection() {
     }
     h.server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// `dualwrite toxiproxy`: the server populated from a -config file
+// ---------------------------------------------------------------------------
+
+/// A loopback address whose port was free a moment ago (`serve` does not
+/// report a port 0 back, so the test picks one).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn serve_populates_from_a_config_file() {
+    let upstream = echo_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("toxiproxy.json");
+    let config = json!([{"name": "echo", "listen": "127.0.0.1:0", "upstream": upstream.to_string()}]);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let api = free_addr();
+    let serving = tokio::spawn(async move { dualwrite::proxy::serve(api, Some(&path)).await });
+
+    let client = ToxiproxyClient::new(&format!("http://{api}")).unwrap();
+    let start = Instant::now();
+    let proxies = loop {
+        match client.proxies().await {
+            Ok(proxies) if !proxies.is_empty() => break proxies,
+            _ if start.elapsed() < BOUND => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("the server did not come up: {other:?}"),
+        }
+    };
+    let listen = proxies["echo"].listen_addr().unwrap();
+    let mut conn = connect(listen).await;
+    roundtrip(&mut conn, b"through the configured proxy").await;
+    assert!(!serving.is_finished());
+    serving.abort();
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_config_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"postgres": "127.0.0.1:5432"}"#).unwrap();
+    let err = tokio::time::timeout(BOUND, dualwrite::proxy::serve(free_addr(), Some(&bad))).await.unwrap().unwrap_err();
+    assert!(matches!(err, ProxyError::ConfigParse { .. }), "{err:?}");
+
+    // A listen port already taken: the error names the file and the port.
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = taken.local_addr().unwrap();
+    let busy = dir.path().join("busy.json");
+    std::fs::write(&busy, json!([{"name": "pg", "listen": port.to_string(), "upstream": "127.0.0.1:5432"}]).to_string()).unwrap();
+    let err = tokio::time::timeout(BOUND, dualwrite::proxy::serve(free_addr(), Some(&busy))).await.unwrap().unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.starts_with("cannot create the proxies declared in "), "{chain}");
+    assert!(chain.contains(&format!("listen tcp {port}: ")), "{chain}");
+}

@@ -50,10 +50,12 @@ pub const VERSION: &str = concat!("dualwrite-", env!("CARGO_PKG_VERSION"));
 /// A proxy as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyInfo {
+    /// Unique name, e.g. `postgres`.
     pub name: String,
     /// The address the proxy listens on: the bound one (a port 0 resolved)
     /// once it has started.
     pub listen: String,
+    /// Where accepted connections are forwarded to.
     pub upstream: String,
     /// `false` when the proxy is down.
     pub enabled: bool,
@@ -72,10 +74,13 @@ impl ProxyInfo {
 /// The fields of a proxy update; `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyUpdate {
+    /// A new listen address (restarts the proxy, dropping its connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// A new upstream (restarts the proxy, dropping its connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// `false` takes the proxy down, `true` brings it back up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
@@ -84,8 +89,10 @@ pub struct ProxyUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
+    /// Toxiproxy's text, e.g. "proxy not found".
     #[serde(rename = "error")]
     pub message: String,
+    /// The HTTP status it came with.
     pub status: u16,
 }
 
