@@ -303,8 +303,8 @@ async fn down_refuses_new_connections_and_kills_existing_ones() {
     let mut live = connect(listen).await;
     roundtrip(&mut live, b"hello").await;
 
-    let info = h.client.set_enabled("p", false).await.unwrap();
-    assert!(!info.enabled);
+    h.client.set_enabled("p", false).await.unwrap();
+    assert!(!h.client.get_proxy("p").await.unwrap().enabled);
     // The API answers once the port is closed and the connection is gone.
     let refused = TcpStream::connect(listen).await.unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -312,8 +312,8 @@ async fn down_refuses_new_connections_and_kills_existing_ones() {
     assert!(data.is_empty());
 
     // Up again on the same port.
-    let info = h.client.set_enabled("p", true).await.unwrap();
-    assert_eq!(info.listen_addr(), Some(listen));
+    h.client.set_enabled("p", true).await.unwrap();
+    assert_eq!(h.client.get_proxy("p").await.unwrap().listen_addr(), Some(listen));
     let mut again = connect(listen).await;
     roundtrip(&mut again, b"back").await;
 

@@ -101,8 +101,8 @@ impl ToxiproxyClient {
 
     /// Takes a proxy down (`false`: no listener, every connection closed) or
     /// brings it back up (`true`).
-    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<ProxyInfo, ProxyError> {
-        self.update_proxy(name, &ProxyUpdate { enabled: Some(enabled), ..ProxyUpdate::default() }).await
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), ProxyError> {
+        self.update_proxy(name, &ProxyUpdate { enabled: Some(enabled), ..ProxyUpdate::default() }).await.map(|_| ())
     }
 
     /// `GET /proxies/{proxy}/toxics`.

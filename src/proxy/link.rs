@@ -514,6 +514,102 @@ fn slice_size(average: u64, variation: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::toxic::{Stream, Toxic};
+    use crate::proxy::toxic_set::LiveToxic;
+
+    /// A chain of the given toxics, published now.
+    fn chain(kinds: &[ToxicKind]) -> Chain {
+        Arc::new(
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| LiveToxic {
+                    id: i as u64 + 1,
+                    revision: 0,
+                    since: Instant::now(),
+                    toxic: Toxic::new(kind.clone(), Stream::Downstream),
+                })
+                .collect(),
+        )
+    }
+
+    /// A pump over an in-memory pipe, under paused time: returns the chain
+    /// sender, the event sender, the far end of the pipe and the pump task.
+    fn pump(
+        kinds: &[ToxicKind],
+    ) -> (
+        watch::Sender<Chain>,
+        mpsc::Sender<Event>,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Ending>,
+    ) {
+        let (chain_tx, chain_rx) = watch::channel(chain(kinds));
+        let (events_tx, mut events_rx) = mpsc::channel(16);
+        let (mut near, far) = tokio::io::duplex(64 * 1024);
+        let mut pump = Pump::new(chain_rx);
+        let task = tokio::spawn(async move { pump.run(&mut events_rx, &mut near).await });
+        (chain_tx, events_tx, far, task)
+    }
+
+    fn data(bytes: &'static [u8]) -> Event {
+        Event::Data(Chunk { data: Bytes::from_static(bytes), at: Instant::now() })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_exactly_and_removal_releases_a_waiting_chunk() {
+        let (chain_tx, events, mut far, _task) = pump(&[ToxicKind::Latency { latency: 1000, jitter: 0 }]);
+        let start = Instant::now();
+        events.send(data(b"a")).await.unwrap();
+        let mut buf = [0u8; 1];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+
+        let start = Instant::now();
+        events.send(data(b"b")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        chain_tx.send(chain(&[])).unwrap();
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!((&buf, start.elapsed()), (b"b", Duration::from_millis(300)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bandwidth_paces_in_hundred_millisecond_pieces() {
+        let (_chain, events, mut far, _task) = pump(&[ToxicKind::Bandwidth { rate: 10 }]);
+        let start = Instant::now();
+        events.send(Event::Data(Chunk { data: Bytes::from(vec![1u8; 2500]), at: start })).await.unwrap();
+        let mut buf = vec![0u8; 2500];
+        far.read_exact(&mut buf).await.unwrap();
+        // 2500 bytes at 10 KB/s: 250 ms.
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_closes_an_idle_link_on_time_and_holds_data_meanwhile() {
+        let (chain_tx, events, mut far, task) = pump(&[]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let added = Instant::now();
+        chain_tx.send(chain(&[ToxicKind::Timeout { timeout: 500 }])).unwrap();
+        events.send(data(b"held")).await.unwrap();
+        assert_eq!(task.await.unwrap(), Ending::Close);
+        assert_eq!(added.elapsed(), Duration::from_millis(500));
+        // Nothing got through before the close.
+        drop(events);
+        let mut rest = Vec::new();
+        far.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_close_delays_the_eof() {
+        let (_chain, events, mut far, task) = pump(&[ToxicKind::SlowClose { delay: 700 }]);
+        let start = Instant::now();
+        events.send(data(b"last")).await.unwrap();
+        events.send(Event::Eof).await.unwrap();
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).await.unwrap();
+        assert_eq!((got.as_slice(), start.elapsed()), (&b"last"[..], Duration::from_millis(700)));
+        assert_eq!(task.await.unwrap(), Ending::Eof);
+    }
 
     #[test]
     fn jitter_stays_in_range() {
