@@ -205,6 +205,12 @@ pub struct ServiceArgs {
     #[arg(long, env = "KAFKA_BROKERS")]
     pub brokers: Option<String>,
 
+    /// With --brokers and the built-in proxy: where the proxy's `kafka` link
+    /// listens. Your broker must advertise this address. Default: the port
+    /// toxiproxy.json gives the link (127.0.0.1:29092).
+    #[arg(long, env = "KAFKA_PROXY_LISTEN", value_name = "ADDR")]
+    pub kafka_proxy_listen: Option<std::net::SocketAddr>,
+
     /// Toxiproxy API URL (a real Toxiproxy or `dualwrite toxiproxy`). Absent:
     /// a built-in one is started in-process.
     #[arg(long, env = "TOXIPROXY_URL")]

@@ -19,6 +19,9 @@ pub struct Services {
     pub redis_url: String,
     /// A Kafka bootstrap address; `None` = embedded (or behind --toxiproxy).
     pub brokers: Option<String>,
+    /// With `brokers` and the built-in proxy: where the `kafka` link listens
+    /// (the broker must advertise it). `None`: toxiproxy.json's port.
+    pub kafka_proxy_listen: Option<std::net::SocketAddr>,
     /// A Toxiproxy API; `None` = built in.
     pub toxiproxy: Option<String>,
     /// The proxies to create (Toxiproxy's -config format).
@@ -43,6 +46,7 @@ impl Services {
             database_url: args.database_url.clone(),
             redis_url: args.redis_url.clone(),
             brokers: args.brokers.clone().filter(|b| !b.trim().is_empty()),
+            kafka_proxy_listen: args.kafka_proxy_listen,
             toxiproxy: args.toxiproxy.clone().filter(|t| !t.trim().is_empty()),
             toxiproxy_config: match &args.toxiproxy_config {
                 Some(path) => ProxyConfigSource::File(path.clone()),
@@ -57,6 +61,7 @@ impl Services {
             database_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             brokers: None,
+            kafka_proxy_listen: None,
             toxiproxy: None,
             toxiproxy_config: ProxyConfigSource::BuiltIn,
         }

@@ -21,7 +21,15 @@ use crate::history::Told;
 /// Routes each delivery report to the task waiting for it.
 pub struct DeliveryContext;
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    // Connection errors during a fault are expected; see `kafka::quiet`.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::quiet::Quiet.log(level, facility, message)
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::quiet::Quiet.error(error, reason)
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<oneshot::Sender<Delivery>>;
