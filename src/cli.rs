@@ -179,6 +179,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// Also write the history — every order's legs as invoked and as told,
+    /// every read, every crash — as JSON lines to this file (one run only).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
     /// Leave the run's schema, topic, cache keys and replication slot in place
     /// for inspection with psql, a Kafka console consumer and redis-cli.
     #[arg(long)]

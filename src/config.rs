@@ -81,9 +81,9 @@ pub struct Workload {
     pub initial_stock: i64,
 }
 
-/// Orders a writer task may have in flight at once: the workload is
-/// open-loop (orders arrive on a beat, like requests to a service), so a
-/// slow store makes orders pile up — up to this bound.
+/// Requests a writer (or the reader, or the pool probe) may have in flight
+/// at once: the workload is open-loop (requests arrive on a beat, as they do
+/// at a service), so a slow store makes them pile up — up to this bound.
 pub const MAX_IN_FLIGHT_PER_WRITER: usize = 16;
 
 impl Workload {
