@@ -241,8 +241,10 @@ pub struct TuningArgs {
     pub acquire_timeout: Duration,
 
     /// Kafka producer delivery timeout (librdkafka's message.timeout.ms): a
-    /// publish not acknowledged within it ends Fail or Unknown.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    /// publish not acknowledged within it ends Fail or Unknown. librdkafka's
+    /// own default is 5 minutes; 2 s lets a short run show what an outage
+    /// longer than the timeout does. The built-in scenarios assume 2 s.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub publish_timeout: Duration,
 
     /// How long the drain phase waits for relays, connectors and the

@@ -151,7 +151,7 @@ impl Default for Tuning {
             pool_size: 5,
             acquire_timeout: Duration::from_secs(1),
             db_timeout: Duration::from_secs(5),
-            publish_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(2),
             cache_timeout: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(30),
             cache_ttl: None,

@@ -250,14 +250,16 @@ async fn main_phase(
                         app = Some(fresh);
                         history.crash("writer", true);
                     }
-                    Step::Crash(component) => {
+                    // A relay or connector crash only hits a strategy that has one.
+                    Step::Crash(component) if background.is(component) => {
                         history.crash(component.as_str(), false);
                         background.crash().await;
                     }
-                    Step::Restart(component) => {
+                    Step::Restart(component) if background.is(component) => {
                         background.restart(env, history).await?;
                         history.crash(component.as_str(), true);
                     }
+                    Step::Crash(_) | Step::Restart(_) => {}
                 }
             }
             _ = tick.tick() => progress.main(plan, history),
@@ -279,10 +281,10 @@ async fn main_phase(
     // the drain phase can let it catch up.
     for (_, step) in steps {
         if let Step::Restart(component) = step {
-            if component != Component::Writer {
+            if component != Component::Writer && background.is(component) {
                 background.restart(env, history).await?;
+                history.crash(component.as_str(), true);
             }
-            history.crash(component.as_str(), true);
         }
     }
     outcome.map(|()| log.entries())

@@ -10,6 +10,7 @@ use crate::snapshot::Backlog;
 
 use super::outbox::relay::Relays;
 use super::{Env, Strategy};
+use crate::scenario::schedule::Component;
 
 /// A strategy's background component, if it has one.
 pub enum Background {
@@ -26,6 +27,12 @@ impl Background {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
             _ => Background::None,
         })
+    }
+
+    /// Whether this is the component a scenario names (a relay crash does
+    /// nothing to a strategy without a relay).
+    pub fn is(&self, component: Component) -> bool {
+        matches!((self, component), (Background::Relay(_), Component::Relay))
     }
 
     /// The process-death imitation: the component stops at once, mid-work.

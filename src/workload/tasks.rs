@@ -42,16 +42,24 @@ pub struct AppTasks {
     stop: CancellationToken,
 }
 
-/// The first tick at or after `clock`'s now, for a task beating every `every`.
-fn next_tick(clock: &Clock, every: Duration) -> u64 {
-    let now = clock.now_f64();
-    let every_ms = every.as_secs_f64() * 1000.0;
-    (now / every_ms).ceil() as u64
+/// A beat: tick `k` is due at `offset + k × every` on the run's clock.
+#[derive(Debug, Clone, Copy)]
+struct Beat {
+    every: Duration,
+    offset: Duration,
 }
 
-/// When tick `k` is due.
-fn due(clock: &Clock, every: Duration, k: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(clock.at(every.saturating_mul(k as u32)))
+impl Beat {
+    /// The first tick at or after now.
+    fn next_tick(&self, clock: &Clock) -> u64 {
+        let since = clock.now_f64() - self.offset.as_secs_f64() * 1000.0;
+        (since.max(0.0) / (self.every.as_secs_f64() * 1000.0)).ceil() as u64
+    }
+
+    /// When tick `k` is due.
+    fn due(&self, clock: &Clock, k: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(clock.at(self.offset + self.every.mul_f64(k as f64)))
+    }
 }
 
 impl AppTasks {
@@ -98,10 +106,13 @@ impl AppTasks {
 /// One writer task: an order on every beat, whether or not the previous ones
 /// have finished (up to [`MAX_IN_FLIGHT_PER_WRITER`]). Orders arrive like
 /// requests at a service; when a store is slow they pile up, which is what
-/// exhausts a connection pool.
+/// exhausts a connection pool. Writer `w` of `W` beats `w/W` of an interval
+/// after writer 0, so orders arrive evenly spread rather than in bursts.
 async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    on_every_beat(clock, env.workload.writers, stop, move |k| {
+    let every = env.workload.writers;
+    let beat = Beat { every, offset: every.mul_f64(w as f64 / env.workload.writer_tasks as f64) };
+    on_every_beat(clock, beat, stop, move |k| {
         let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let (app, history) = (app.clone(), env.history.clone());
         async move { app.write(&order, &history).await }
@@ -113,7 +124,7 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
 /// have finished, up to [`MAX_IN_FLIGHT_PER_WRITER`] at once — until `stop`;
 /// then lets those in flight finish. Requests to a service arrive this way:
 /// a slow store makes them pile up instead of arriving less often.
-async fn on_every_beat<F, Fut>(clock: Clock, every: Duration, stop: CancellationToken, task: F)
+async fn on_every_beat<F, Fut>(clock: Clock, beat: Beat, stop: CancellationToken, task: F)
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -121,10 +132,10 @@ where
     let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_WRITER));
     // Dropping a JoinSet aborts its tasks: a crash takes in-flight work with it.
     let mut in_flight = JoinSet::new();
-    let mut k = next_tick(&clock, every);
+    let mut k = beat.next_tick(&clock);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(due(&clock, every, k)) => {}
+            _ = tokio::time::sleep_until(beat.due(&clock, k)) => {}
             _ = stop.cancelled() => break,
         }
         let permit = tokio::select! {
@@ -139,7 +150,7 @@ where
         while in_flight.try_join_next().is_some() {}
         // A late beat is not made up twice: the next one is the next tick
         // from now, so the sequence stays the seeded one.
-        k = (k + 1).max(next_tick(&clock, every));
+        k = (k + 1).max(beat.next_tick(&clock));
     }
     while in_flight.join_next().await.is_some() {}
 }
@@ -150,7 +161,8 @@ where
 /// at the end of the run those in hand finish (a cache fill included).
 async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    on_every_beat(clock, env.workload.readers, stop, move |k| {
+    let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
+    on_every_beat(clock, beat, stop, move |k| {
         let (app, env) = (app.clone(), env.clone());
         async move {
             let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
@@ -178,7 +190,8 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
 /// writers' use of the pool does to the rest of the service.
 async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    on_every_beat(clock, env.workload.readers, stop, move |k| {
+    let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
+    on_every_beat(clock, beat, stop, move |k| {
         let (app, env) = (app.clone(), env.clone());
         async move {
             let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
