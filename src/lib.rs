@@ -1,6 +1,7 @@
 //! dualwrite: makes the dual-write problem visible.
 
 pub mod cache;
+pub mod cdc;
 pub mod cli;
 pub mod config;
 pub mod consumer;

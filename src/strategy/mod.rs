@@ -32,6 +32,9 @@ pub mod cache_aside;
 mod names;
 pub mod naive;
 pub mod publish_in_tx;
+// CDC strategies.
+pub mod cdc;
+pub mod outbox_cdc;
 
 pub use names::{Expectation, Strategy};
 
@@ -116,6 +119,8 @@ pub enum App {
     Naive(naive::Naive),
     PublishInTx(publish_in_tx::PublishInTx),
     CacheAside(cache_aside::CacheAside),
+    Cdc(cdc::Cdc),
+    OutboxCdc(outbox_cdc::OutboxCdc),
 }
 
 impl App {
@@ -124,6 +129,8 @@ impl App {
             Strategy::Naive => App::Naive(naive::Naive::connect(env)?),
             Strategy::PublishInTx => App::PublishInTx(publish_in_tx::PublishInTx::connect(env)?),
             Strategy::CacheAside => App::CacheAside(cache_aside::CacheAside::connect(env)?),
+            Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
+            Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
             other => unimplemented!("strategy {other} is not built yet"),
         })
     }
@@ -133,6 +140,8 @@ impl App {
             App::Naive(s) => s.write(order, history).await,
             App::PublishInTx(s) => s.write(order, history).await,
             App::CacheAside(s) => s.write(order, history).await,
+            App::Cdc(s) => s.write(order, history).await,
+            App::OutboxCdc(s) => s.write(order, history).await,
         }
     }
 
@@ -141,6 +150,8 @@ impl App {
             App::Naive(s) => s.read(product_id).await,
             App::PublishInTx(s) => s.read(product_id).await,
             App::CacheAside(s) => s.read(product_id).await,
+            App::Cdc(s) => s.read(product_id).await,
+            App::OutboxCdc(s) => s.read(product_id).await,
         }
     }
 
@@ -149,6 +160,8 @@ impl App {
             App::Naive(s) => s.db(),
             App::PublishInTx(s) => s.db(),
             App::CacheAside(s) => s.db(),
+            App::Cdc(s) => s.db(),
+            App::OutboxCdc(s) => s.db(),
         }
     }
 }
@@ -176,13 +189,16 @@ impl Strategy {
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
         Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox => Ok(()),
-        Strategy::Cdc | Strategy::OutboxCdc => Ok(()),
+        // A replication slot and a publication, named after the run.
+        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::prepare(env).await,
     }
 }
 
 /// Removes what [`prepare`] created.
 pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
+        // The slot first: an orphaned one keeps WAL for ever.
+        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::cleanup(env).await,
         _ => Ok(()),
     }
 }
