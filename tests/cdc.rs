@@ -528,6 +528,42 @@ async fn a_kafka_outage_delays_events_and_loses_none() {
     .await;
 }
 
+/// The connector's Postgres link cut while orders commit: the replication
+/// session breaks, the connector reconnects and resumes from the position it
+/// confirmed itself — so nothing is lost, and nothing it had already
+/// published and confirmed is published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_replication_connection_resumes_where_it_confirmed() {
+    let broker = Broker::embedded();
+    let link = Cuttable::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut env = env(Strategy::OutboxCdc, OutboxCdcMode::Table, &broker);
+    env.links.postgres_relay = link.addr;
+    with_env(env, &broker, |env| async move {
+        let history = History::new(Clock::start());
+        let background = Background::start(&env, &history).await.unwrap();
+        let app = App::connect(&env).unwrap();
+        let before = place_orders(&app, &history, 4).await;
+        eventually("the orders before the cut", || background.caught_up(&env)).await;
+        // The confirmation follows the last acknowledgement by microseconds.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        link.set(false);
+        let during = place_orders(&app, &history, 4).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        link.set(true);
+        eventually("the orders committed during the cut", || background.caught_up(&env)).await;
+        let ledger = connector(&background).ledger().clone();
+        background.stop().await;
+
+        assert!(ledger.sessions() >= 2, "the connector opened a new session");
+        let counts = deliveries(&topic_events(&env).await);
+        for id in before.iter().chain(&during) {
+            assert_eq!(counts.get(id), Some(&1), "order {id} published exactly once");
+        }
+    })
+    .await;
+}
+
 // ── cleanup ─────────────────────────────────────────────────────────────
 
 /// Cleanup drops the slot and the publication even right after a crash,

@@ -303,6 +303,11 @@ impl Drop for Connector {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             running.task.abort();
+            // Off the async threads if there is a runtime (librdkafka joins a thread).
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let publisher = running.publisher;
+                runtime.spawn_blocking(move || drop(publisher));
+            }
         }
     }
 }
