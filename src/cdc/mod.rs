@@ -49,6 +49,9 @@ pub mod pgoutput;
 
 pub use connector::{Connector, Ledger};
 
+/// How long creating a slot may wait for running transactions to end.
+const SLOT_CREATE_LIMIT: Duration = Duration::from_secs(60);
+
 /// What the connector captures from the WAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capture {
@@ -108,13 +111,28 @@ pub async fn prepare(env: &Env) -> Result<()> {
             None => format!("CREATE PUBLICATION {}", quote_ident(slot)),
         };
         sqlx::query(&publication).execute(&direct).await.map_err(|e| refused(&env.db, format!("create publication {slot}"), e))?;
-        // Waits for transactions already running anywhere in the cluster to
-        // end (the slot needs a consistent starting point), then returns.
-        sqlx::query(include_str!("../../sql/replication_slot_create.sql"))
-            .bind(slot)
-            .execute(&direct)
+        // Creating the slot waits for the transactions already running
+        // anywhere in the cluster to end (the slot needs a consistent
+        // starting point). A session left idle in a transaction would make
+        // that wait endless; the server-side timeout cancels it cleanly (a
+        // client-side one would leave the server to finish the slot anyway,
+        // orphaned).
+        let mut conn = direct.acquire().await.map_err(|e| refused(&env.db, format!("create replication slot {slot}"), e))?;
+        sqlx::query(&format!("SET statement_timeout = '{}s'", SLOT_CREATE_LIMIT.as_secs()))
+            .execute(&mut *conn)
             .await
-            .map_err(|e| refused(&env.db, format!("create replication slot {slot} (is wal_level=logical?)"), e))?;
+            .map_err(|e| refused(&env.db, format!("create replication slot {slot}"), e))?;
+        sqlx::query(include_str!("../../sql/replication_slot_create.sql")).bind(slot).execute(&mut *conn).await.map_err(|e| {
+            refused(
+                &env.db,
+                format!(
+                    "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction \
+                     for more than {SLOT_CREATE_LIMIT:?}?)"
+                ),
+                e,
+            )
+        })?;
+        // The connection (and its timeout) ends with the pool, just below.
         Ok(())
     }
     .await;
