@@ -232,6 +232,20 @@ impl AppDb {
         Ok(after)
     }
 
+    /// The order's event as an outbox row (Debezium's column names).
+    pub async fn insert_outbox(&self, tx: &mut PgConnection, event: &crate::event::StockChanged) -> Result<(), DbError> {
+        bounded(
+            self.timeout,
+            sqlx::query(include_str!("../sql/outbox_insert.sql"))
+                .bind(event.order_id)
+                .bind(event.key())
+                .bind(sqlx::types::Json(event))
+                .execute(&mut *tx),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Commits.
     pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), DbError> {
         bounded(self.timeout, tx.commit()).await

@@ -4,4 +4,4 @@ pub mod embedded;
 pub mod producer;
 pub mod topic;
 
-pub use producer::{Publisher, PublisherConfig};
+pub use producer::{Delivery, Publisher, PublisherConfig};

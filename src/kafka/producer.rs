@@ -24,12 +24,42 @@ pub struct DeliveryContext;
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<oneshot::Sender<Told>>;
+    type DeliveryOpaque = Box<oneshot::Sender<Delivery>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
+        let permanent = match result {
+            Ok(_) => false,
+            Err((error, _)) => is_permanent(error),
+        };
         // The waiter may be gone (its writer crashed); nothing to tell then.
-        let _ = waiter.send(classify_delivery(result));
+        let _ = waiter.send(Delivery { told: classify_delivery(result), permanent });
     }
+}
+
+/// A publish's outcome, and whether retrying it could ever succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub told: Told,
+    /// The broker (or librdkafka) refused this message for what it is — too
+    /// large, invalid — so a retry would fail the same way. A relay moves such
+    /// a row to its dead-letter table instead of retrying it forever.
+    pub permanent: bool,
+}
+
+/// Errors that no retry can fix.
+fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidMessageSize
+                | Code::InvalidRecord
+                | Code::TopicAuthorizationFailed
+                | Code::InvalidTopic
+        )
+    )
 }
 
 /// What a delivery report means: the one place that decides.
@@ -123,27 +153,36 @@ impl Publisher {
     /// Publishes one record and waits for the broker's acknowledgement.
     /// Never an `Err`: every failure is an outcome for the history.
     pub async fn publish(&self, key: &str, payload: &[u8]) -> Told {
+        self.publish_detailed(key, payload).await.told
+    }
+
+    /// [`Publisher::publish`], also saying whether a failure is permanent.
+    pub async fn publish_detailed(&self, key: &str, payload: &[u8]) -> Delivery {
         let producer = self.current();
         let (waiter, report) = oneshot::channel();
         let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(waiter)).key(key).payload(payload);
         if let Err((error, _record)) = producer.send(record) {
-            // Refused before it was queued (queue full, fatal producer state):
-            // nothing left this process.
+            // Refused before it was queued (too large, queue full, fatal
+            // producer state): nothing left this process.
             self.rebuild_if_fatal(&producer);
-            return Told::fail(error);
+            let permanent = is_permanent(&error);
+            return Delivery { told: Told::fail(error), permanent };
         }
         // librdkafka reports every message within message.timeout.ms; the
         // margin covers a report that is itself slow to arrive.
         let bound = self.config.publish_timeout + Duration::from_secs(5);
-        let told = match tokio::time::timeout(bound, report).await {
-            Ok(Ok(told)) => told,
-            Ok(Err(_)) => Told::unknown("the producer was closed before it reported the delivery"),
-            Err(_) => Told::unknown(format!("no delivery report within {bound:?}")),
+        let delivery = match tokio::time::timeout(bound, report).await {
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(_)) => Delivery {
+                told: Told::unknown("the producer was closed before it reported the delivery"),
+                permanent: false,
+            },
+            Err(_) => Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false },
         };
-        if told.outcome != crate::history::Outcome::Ok {
+        if delivery.told.outcome != crate::history::Outcome::Ok {
             self.rebuild_if_fatal(&producer);
         }
-        told
+        delivery
     }
 
     fn rebuild_if_fatal(&self, producer: &Arc<ThreadedProducer<DeliveryContext>>) {

@@ -11,10 +11,12 @@
 //! ```
 //!
 //! Missing attributes default to 0, as in Toxiproxy (its Go structs start at
-//! their zero values). "down" is not a toxic here either: it is a disabled
-//! proxy (`enabled: false`).
+//! their zero values), and so does a missing or `null` `attributes` object:
+//! `{"type": "timeout"}` is a valid black hole. "down" is not a toxic here
+//! either: it is a disabled proxy (`enabled: false`).
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Which half of a proxied connection a toxic acts on.
 ///
@@ -127,7 +129,10 @@ fn default_toxicity() -> f32 {
 }
 
 /// One toxic on one proxy, in Toxiproxy's JSON shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialised by hand (see the `Deserialize` impl) so that a missing
+/// `attributes` key is accepted as Toxiproxy accepts it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Toxic {
     /// Unique per proxy. Toxiproxy defaults it to `<type>_<stream>`.
     #[serde(default)]
@@ -151,6 +156,37 @@ impl Toxic {
             toxicity: 1.0,
             kind,
         }
+    }
+}
+
+/// The fields of a toxic before its type is known. serde's adjacently tagged
+/// enums insist on the content key, so `attributes` is read as an optional
+/// map first and handed to [`ToxicKind`] afterwards (an empty map when absent,
+/// which gives every attribute its default). `serde_json::Value` works as the
+/// go-between for any format, TOML scenario files included.
+#[derive(Deserialize)]
+struct WireToxic {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    stream: Stream,
+    #[serde(default = "default_toxicity")]
+    toxicity: f32,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'de> Deserialize<'de> for Toxic {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireToxic::deserialize(deserializer)?;
+        let tagged = serde_json::json!({
+            "type": wire.kind,
+            "attributes": wire.attributes.unwrap_or_default(),
+        });
+        let kind = ToxicKind::deserialize(tagged).map_err(D::Error::custom)?;
+        Ok(Toxic { name: wire.name, stream: wire.stream, toxicity: wire.toxicity, kind })
     }
 }
 
@@ -181,6 +217,32 @@ mod tests {
         assert_eq!(toxic.stream, Stream::Downstream);
         assert_eq!(toxic.toxicity, 1.0);
         assert_eq!(toxic.name, "");
+    }
+
+    #[test]
+    fn attributes_may_be_missing_or_null() {
+        // Toxiproxy accepts a toxic POST without `attributes`; so do we.
+        let toxic: Toxic = serde_json::from_str(r#"{"type": "timeout", "stream": "upstream"}"#).unwrap();
+        assert_eq!(toxic.kind, ToxicKind::Timeout { timeout: 0 });
+        assert_eq!(toxic.stream, Stream::Upstream);
+        let toxic: Toxic = serde_json::from_str(r#"{"type": "latency", "attributes": null}"#).unwrap();
+        assert_eq!(toxic.kind, ToxicKind::Latency { latency: 0, jitter: 0 });
+    }
+
+    #[test]
+    fn reads_from_toml_too() {
+        // Scenario files declare toxics in TOML with the same field names.
+        let toxic: Toxic = toml::from_str(
+            "type = \"bandwidth\"\nstream = \"upstream\"\n[attributes]\nrate = 64\n",
+        )
+        .unwrap();
+        assert_eq!(toxic.kind, ToxicKind::Bandwidth { rate: 64 });
+    }
+
+    #[test]
+    fn bad_attributes_are_refused() {
+        let err = serde_json::from_str::<Toxic>(r#"{"type": "latency", "attributes": {"latency": -5}}"#);
+        assert!(err.is_err());
     }
 
     #[test]

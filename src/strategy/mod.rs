@@ -31,6 +31,7 @@ pub mod background;
 pub mod cache_aside;
 mod names;
 pub mod naive;
+pub mod outbox;
 pub mod publish_in_tx;
 // CDC strategies.
 pub mod cdc;
@@ -119,6 +120,7 @@ pub enum App {
     Naive(naive::Naive),
     PublishInTx(publish_in_tx::PublishInTx),
     CacheAside(cache_aside::CacheAside),
+    Outbox(outbox::Outbox),
     Cdc(cdc::Cdc),
     OutboxCdc(outbox_cdc::OutboxCdc),
 }
@@ -129,9 +131,9 @@ impl App {
             Strategy::Naive => App::Naive(naive::Naive::connect(env)?),
             Strategy::PublishInTx => App::PublishInTx(publish_in_tx::PublishInTx::connect(env)?),
             Strategy::CacheAside => App::CacheAside(cache_aside::CacheAside::connect(env)?),
+            Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
             Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
             Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
-            other => unimplemented!("strategy {other} is not built yet"),
         })
     }
 
@@ -140,6 +142,7 @@ impl App {
             App::Naive(s) => s.write(order, history).await,
             App::PublishInTx(s) => s.write(order, history).await,
             App::CacheAside(s) => s.write(order, history).await,
+            App::Outbox(s) => s.write(order, history).await,
             App::Cdc(s) => s.write(order, history).await,
             App::OutboxCdc(s) => s.write(order, history).await,
         }
@@ -150,6 +153,7 @@ impl App {
             App::Naive(s) => s.read(product_id).await,
             App::PublishInTx(s) => s.read(product_id).await,
             App::CacheAside(s) => s.read(product_id).await,
+            App::Outbox(s) => s.read(product_id).await,
             App::Cdc(s) => s.read(product_id).await,
             App::OutboxCdc(s) => s.read(product_id).await,
         }
@@ -160,6 +164,7 @@ impl App {
             App::Naive(s) => s.db(),
             App::PublishInTx(s) => s.db(),
             App::CacheAside(s) => s.db(),
+            App::Outbox(s) => s.db(),
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
         }

@@ -55,7 +55,7 @@ impl Integration for Naive {
 
         // Leg 1: the database.
         history.invoke(order.order_id, Leg::Db);
-        let (told, after) = commit_order(&self.db, order, history).await;
+        let (told, after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
         let committed = told.outcome == Outcome::Ok;
         history.complete(order.order_id, Leg::Db, told);
 
@@ -81,11 +81,21 @@ impl Integration for Naive {
     }
 }
 
+/// What else an order's transaction writes, beside the stock and the order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AlsoWrite {
+    /// Nothing: naive, cache-aside, cdc.
+    Nothing,
+    /// The event as an outbox row: outbox. Same transaction, so the event
+    /// exists exactly when the order does.
+    OutboxRow,
+}
+
 /// The order in one transaction: decrement the stock, record the order,
-/// commit. Returns what the writer was told and, if the statements ran, the
-/// product's new state. Shared by the strategies whose transaction holds
-/// nothing else (naive, cache-aside, cdc).
-pub(crate) async fn commit_order(db: &AppDb, order: &Order, history: &History) -> (Told, Option<StockAfter>) {
+/// write what `also` says, commit. Returns what the writer was told and, if
+/// the statements ran, the product's new state. Shared by every strategy
+/// whose transaction holds no network call.
+pub(crate) async fn commit_order(db: &AppDb, order: &Order, history: &History, also: AlsoWrite) -> (Told, Option<StockAfter>) {
     // Waiting for a pooled connection: a timeout here sent nothing → Fail.
     let mut conn = match db.acquire().await {
         Ok(conn) => conn,
@@ -99,6 +109,13 @@ pub(crate) async fn commit_order(db: &AppDb, order: &Order, history: &History) -
         let new_state = db.apply_order(&mut tx, order).await.map_err(|e| (Stage::Statement, e))?;
         history.wrote(order.order_id, new_state);
         after = Some(new_state);
+        match also {
+            AlsoWrite::Nothing => {}
+            AlsoWrite::OutboxRow => {
+                let event = StockChanged::new(order, new_state);
+                db.insert_outbox(&mut tx, &event).await.map_err(|e| (Stage::Statement, e))?;
+            }
+        }
         // COMMIT: a reset or timeout now → Unknown (it may have committed).
         db.commit(tx).await.map_err(|e| (Stage::Commit, e))
     }

@@ -1,0 +1,2 @@
+SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS unpublished,
+       (SELECT count(*) FROM outbox_dead_letter) AS dead_letters

@@ -1,0 +1,307 @@
+//! The proxies of one server: listening, accepting, going down, coming back.
+//!
+//! A [`Proxy`] is a name, a listen address, an upstream address, its toxics
+//! and — while enabled — a listener task plus one task per connection. "Down"
+//! (`enabled: false`) is not a toxic: it closes the listener and every
+//! connection, so new connections are refused and pooled ones break, exactly
+//! as Toxiproxy does. The [`Collection`] holds the proxies by name and
+//! implements the operations behind the HTTP API, each returning Toxiproxy's
+//! own errors ([`ApiError`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::ToSocketAddrs;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::api::{ApiError, ProxyInfo};
+use super::config::ProxyConfig;
+use super::link;
+use super::toxic::Stream;
+use super::toxic_set::ToxicSet;
+
+/// How long a new connection may take to reach the upstream before the
+/// client is dropped (Toxiproxy waits for the OS; a bound keeps a dead
+/// upstream from piling up tasks).
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a proxy listens when its `listen` field is empty.
+const DEFAULT_LISTEN: &str = "127.0.0.1:0";
+
+/// The live connections of one running proxy.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    tasks: HashMap<u64, JoinHandle<()>>,
+}
+
+/// A running proxy: its accept loop and its connections.
+struct Running {
+    accept: JoinHandle<()>,
+    connections: Arc<Mutex<Connections>>,
+}
+
+/// One proxy.
+pub(crate) struct Proxy {
+    name: String,
+    /// The configured address while down; the bound address once started
+    /// (so a port 0 becomes the real port, and stays it across down/up).
+    listen: String,
+    upstream: String,
+    pub(crate) toxics: ToxicSet,
+    running: Option<Running>,
+}
+
+impl Proxy {
+    fn new(config: &ProxyConfig) -> Proxy {
+        Proxy {
+            name: config.name.clone(),
+            listen: config.listen.clone(),
+            upstream: config.upstream.clone(),
+            toxics: ToxicSet::new(),
+            running: None,
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.running.is_some()
+    }
+
+    pub(crate) fn info(&self) -> ProxyInfo {
+        ProxyInfo {
+            name: self.name.clone(),
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            enabled: self.enabled(),
+            toxics: self.toxics.list(),
+        }
+    }
+
+    /// Starts listening. A no-op if already running.
+    fn start(&mut self) -> Result<(), ApiError> {
+        if self.running.is_some() {
+            return Ok(());
+        }
+        let addr = if self.listen.is_empty() { DEFAULT_LISTEN } else { &self.listen };
+        // A std bind is synchronous, so that when the API answers, the port is
+        // already open (or the error already known).
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
+        self.listen = bound.to_string();
+        let connections = Arc::new(Mutex::new(Connections::default()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            self.name.clone(),
+            self.upstream.clone(),
+            (self.toxics.subscribe(Stream::Upstream), self.toxics.subscribe(Stream::Downstream)),
+            connections.clone(),
+        ));
+        tracing::info!(name = %self.name, listen = %self.listen, upstream = %self.upstream, "started proxy");
+        self.running = Some(Running { accept, connections });
+        Ok(())
+    }
+
+    /// Stops listening and closes every connection; returns once the port
+    /// is closed and every connection task is gone.
+    async fn stop(&mut self) {
+        let Some(running) = self.running.take() else { return };
+        running.accept.abort();
+        let _ = running.accept.await;
+        // The accept loop is gone, so no connection can be added any more.
+        let tasks: Vec<_> = running.connections.lock().expect("connections lock").tasks.drain().collect();
+        let count = tasks.len();
+        for (_, task) in &tasks {
+            task.abort();
+        }
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+        tracing::info!(name = %self.name, listen = %self.listen, connections = count, "terminated proxy");
+    }
+}
+
+type Subscriptions = (tokio::sync::watch::Receiver<super::toxic_set::Chain>, tokio::sync::watch::Receiver<super::toxic_set::Chain>);
+
+async fn accept_loop(
+    listener: TcpListener,
+    name: String,
+    upstream: String,
+    toxics: Subscriptions,
+    connections: Arc<Mutex<Connections>>,
+) {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(name = %name, error = %e, "error while accepting client");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tracing::debug!(name = %name, client = %peer, upstream = %upstream, "accepted client");
+        let upstream = upstream.clone();
+        let name = name.clone();
+        let (up, down) = (toxics.0.clone(), toxics.1.clone());
+        let registry = connections.clone();
+        // Spawn and register under the lock, so that a connection that ends
+        // at once cannot try to deregister before it is registered.
+        let mut guard = connections.lock().expect("connections lock");
+        let id = guard.next_id;
+        guard.next_id += 1;
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await {
+                Ok(Ok(server)) => link::run(client, server, up, down).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(name = %name, client = %peer, upstream = %upstream, error = %e, "unable to open connection to upstream")
+                }
+                Err(_) => {
+                    tracing::warn!(name = %name, client = %peer, upstream = %upstream, "timed out opening connection to upstream")
+                }
+            }
+            registry.lock().expect("connections lock").tasks.remove(&id);
+        });
+        guard.tasks.insert(id, task);
+    }
+}
+
+/// Every proxy of a server, by name.
+#[derive(Default)]
+pub(crate) struct Collection {
+    /// One lock for all API operations: they are rare, and serialising them
+    /// keeps start/stop/replace free of races (connections never take it).
+    proxies: tokio::sync::Mutex<BTreeMap<String, Proxy>>,
+}
+
+impl Collection {
+    pub async fn infos(&self) -> BTreeMap<String, ProxyInfo> {
+        self.proxies.lock().await.iter().map(|(name, p)| (name.clone(), p.info())).collect()
+    }
+
+    /// Runs `f` on the named proxy.
+    pub async fn with_proxy<T>(&self, name: &str, f: impl FnOnce(&mut Proxy) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let mut proxies = self.proxies.lock().await;
+        let proxy = proxies.get_mut(name).ok_or_else(ApiError::proxy_not_found)?;
+        f(proxy)
+    }
+
+    /// `POST /proxies`: 409 if the name is taken.
+    pub async fn create(&self, config: &ProxyConfig) -> Result<ProxyInfo, ApiError> {
+        let mut proxies = self.proxies.lock().await;
+        if proxies.contains_key(&config.name) {
+            return Err(ApiError::proxy_already_exists());
+        }
+        let mut proxy = Proxy::new(config);
+        if config.enabled {
+            proxy.start()?;
+        }
+        let info = proxy.info();
+        proxies.insert(config.name.clone(), proxy);
+        Ok(info)
+    }
+
+    /// `POST /populate`: creates each proxy, or replaces an existing one of
+    /// the same name whose listen or upstream address differs. A proxy whose
+    /// addresses match is left untouched, toxics, state and connections
+    /// included, so populating twice is harmless.
+    pub async fn populate(&self, configs: &[ProxyConfig]) -> Result<Vec<ProxyInfo>, ApiError> {
+        // Validate everything before changing anything.
+        let mut names = HashSet::new();
+        for (i, config) in configs.iter().enumerate() {
+            if config.name.is_empty() {
+                return Err(ApiError::missing_field(&format!("name at proxy {}", i + 1)));
+            }
+            if config.upstream.is_empty() {
+                return Err(ApiError::missing_field(&format!("upstream at proxy {}", i + 1)));
+            }
+            if !names.insert(config.name.as_str()) {
+                return Err(ApiError::bad_request(format!("duplicate proxy name {:?}", config.name)));
+            }
+        }
+        let mut proxies = self.proxies.lock().await;
+        let mut result = Vec::with_capacity(configs.len());
+        for config in configs {
+            if let Some(existing) = proxies.get_mut(&config.name) {
+                if !differs(existing, config) {
+                    result.push(existing.info());
+                    continue;
+                }
+                existing.stop().await;
+            }
+            let mut proxy = Proxy::new(config);
+            if config.enabled {
+                proxy.start()?;
+            }
+            result.push(proxy.info());
+            proxies.insert(config.name.clone(), proxy);
+        }
+        Ok(result)
+    }
+
+    /// `POST/PATCH /proxies/{name}`: changing `listen` or `upstream` restarts
+    /// the proxy (dropping its connections); `enabled` takes it down or up.
+    pub async fn update(
+        &self,
+        name: &str,
+        listen: Option<String>,
+        upstream: Option<String>,
+        enabled: Option<bool>,
+    ) -> Result<ProxyInfo, ApiError> {
+        let mut proxies = self.proxies.lock().await;
+        let proxy = proxies.get_mut(name).ok_or_else(ApiError::proxy_not_found)?;
+        let listen = listen.unwrap_or_else(|| proxy.listen.clone());
+        let upstream = upstream.unwrap_or_else(|| proxy.upstream.clone());
+        let enabled = enabled.unwrap_or(proxy.enabled());
+        if listen != proxy.listen || upstream != proxy.upstream {
+            // Restarted below if it is to be enabled.
+            proxy.stop().await;
+            proxy.listen = listen;
+            proxy.upstream = upstream;
+        }
+        if enabled && !proxy.enabled() {
+            proxy.start()?;
+        } else if !enabled && proxy.enabled() {
+            proxy.stop().await;
+        }
+        Ok(proxy.info())
+    }
+
+    /// `DELETE /proxies/{name}`.
+    pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let mut proxies = self.proxies.lock().await;
+        let mut proxy = proxies.remove(name).ok_or_else(ApiError::proxy_not_found)?;
+        proxy.stop().await;
+        Ok(())
+    }
+
+    /// `POST /reset`: every proxy enabled, every toxic removed.
+    pub async fn reset(&self) -> Result<(), ApiError> {
+        let mut proxies = self.proxies.lock().await;
+        for proxy in proxies.values_mut() {
+            proxy.start()?;
+            proxy.toxics.reset();
+        }
+        Ok(())
+    }
+
+    /// Stops every proxy (server shutdown).
+    pub async fn stop_all(&self) {
+        let mut proxies = self.proxies.lock().await;
+        for proxy in proxies.values_mut() {
+            proxy.stop().await;
+        }
+    }
+}
+
+/// Toxiproxy's `Differs`: the new listen address, resolved, against the
+/// bound one, and the upstream as written.
+fn differs(existing: &Proxy, config: &ProxyConfig) -> bool {
+    let listen = if config.listen.is_empty() { DEFAULT_LISTEN } else { &config.listen };
+    let resolved = listen.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).map(|a| a.to_string());
+    resolved.as_deref() != Some(existing.listen.as_str()) || config.upstream != existing.upstream
+}

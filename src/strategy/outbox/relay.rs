@@ -1,0 +1,286 @@
+//! The outbox relay: publishes committed outbox rows, marks them once the
+//! broker has acknowledged them.
+//!
+//! One pass ([`Relay::publish_batch`]) is one transaction:
+//!
+//! 1. **Claim** up to a batch of unpublished rows, oldest first, with
+//!    `FOR UPDATE SKIP LOCKED`. The locks keep other relays off these rows
+//!    for as long as the transaction lives — which is why the transaction is
+//!    bound to a variable and held to the end. (The classic bug is
+//!    `pool.begin().await?;` with the transaction thrown away: sqlx rolls it
+//!    back at once, the locks vanish, and two relays publish the same rows.)
+//! 2. **Publish** them all and wait for the broker's acknowledgements.
+//! 3. **Mark** the acknowledged rows published, dead-letter the ones Kafka
+//!    refused for good, and commit.
+//!
+//! Why mark *after* the acknowledgement: marking first would lose the event
+//! if the publish then failed. Marking after can only duplicate it, if the
+//! relay dies between the two — at-least-once, which an idempotent consumer
+//! absorbs.
+//!
+//! Why select *unpublished* rows rather than "ids above the last one I
+//! published": ids (here `seq`, a sequence) are assigned when a row is
+//! inserted but become visible when its transaction commits, and
+//! transactions do not commit in id order. A relay that remembers the highest
+//! `seq` it published skips a row whose transaction commits late — a known
+//! bug of several relays. `published_at IS NULL` cannot skip anything.
+//!
+//! The relay wakes as soon as an outbox row commits (the table's trigger
+//! sends a NOTIFY, which Postgres delivers at COMMIT) and also polls, in
+//! case a notification is missed — the LISTEN connection can be cut by a
+//! fault like any other. While Kafka is down it retries with backoff and
+//! never skips a row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{PgConnection, Row};
+use tokio::task::JoinHandle;
+
+use crate::config::Tuning;
+use crate::db::{self, AppDb, DbError};
+use crate::error::Result;
+use crate::history::Outcome;
+use crate::kafka::Publisher;
+use crate::snapshot::Backlog;
+use crate::strategy::Env;
+
+/// Rows claimed per pass.
+pub const BATCH: i64 = 100;
+/// Backoff between failed passes: from MIN, doubling, up to MAX.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub claimed: usize,
+    pub published: usize,
+    pub dead_lettered: usize,
+    /// Rows whose publish failed or is unknown: left for the next pass.
+    pub retry: usize,
+}
+
+/// One relay: its own connections (through the `postgres_relay` link) and
+/// its own producer, as a separate process would have.
+pub struct Relay {
+    db: AppDb,
+    publisher: Publisher,
+    /// The NOTIFY channel: the run's schema name (see migrations/0002_outbox.sql).
+    channel: String,
+    poll: Duration,
+}
+
+impl Relay {
+    /// A relay for the run in `env`, named `name` (its client id).
+    pub fn new(env: &Env, name: &str) -> Result<Relay> {
+        // Two connections: one for passes, one spare for the listener's
+        // reconnects; a relay needs no more.
+        let tuning = Tuning { pool_size: 2, ..env.tuning.clone() };
+        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, &tuning, name);
+        Ok(Relay {
+            db: AppDb::new(pool, env.tuning.db_timeout),
+            publisher: env.publisher(name)?,
+            channel: env.schema.clone(),
+            poll: env.tuning.relay_poll,
+        })
+    }
+
+    /// One pass: claim, publish, mark — in one transaction.
+    pub async fn publish_batch(&self) -> std::result::Result<Pass, DbError> {
+        let mut conn = self.db.acquire().await?;
+        let result = self.publish_batch_on(&mut conn).await;
+        if let Err(e) = &result {
+            // A connection that timed out or was reset may be mid-reply.
+            AppDb::release_on_error(&mut conn, e);
+        }
+        result
+    }
+
+    async fn publish_batch_on(&self, conn: &mut PgConnection) -> std::result::Result<Pass, DbError> {
+        // The transaction lives until the commit below: the claim's row
+        // locks with it. If anything fails before the commit, the server
+        // rolls it back and the rows are simply still unpublished.
+        let mut tx = self.db.begin(conn).await?;
+
+        // 1. Claim. SKIP LOCKED: rows another relay is publishing right now
+        //    are not waited for, nor taken.
+        let rows = db::bounded(
+            self.db.timeout,
+            sqlx::query(include_str!("../../../sql/outbox_claim.sql")).bind(BATCH).fetch_all(&mut *tx),
+        )
+        .await?;
+        if rows.is_empty() {
+            self.db.commit(tx).await?;
+            return Ok(Pass::default());
+        }
+        let rows: Vec<(uuid::Uuid, String, String)> =
+            rows.iter().map(|r| (r.get("id"), r.get("aggregateid"), r.get("payload"))).collect();
+
+        // 2. Publish every claimed row, oldest first, and wait for every
+        //    acknowledgement. The idempotent producer keeps each partition
+        //    (each product) in the order the rows were handed to it.
+        let deliveries =
+            join_all(rows.iter().map(|(_, key, payload)| self.publisher.publish_detailed(key, payload.as_bytes()))).await;
+
+        let mut pass = Pass { claimed: rows.len(), ..Pass::default() };
+        let mut acknowledged = Vec::new();
+        let mut refused = Vec::new();
+        for ((id, _, _), delivery) in rows.iter().zip(deliveries) {
+            match delivery.told.outcome {
+                Outcome::Ok => acknowledged.push(*id),
+                // Kafka will never take this one (too large, invalid): park
+                // it for a human instead of retrying it forever.
+                _ if delivery.permanent => refused.push((*id, delivery.told.error.unwrap_or_default())),
+                // Fail or Unknown: not acknowledged, so not marked. The next
+                // pass publishes it again (after an Unknown, possibly twice).
+                _ => pass.retry += 1,
+            }
+        }
+
+        // 3. Mark only what the broker acknowledged.
+        if !acknowledged.is_empty() {
+            db::bounded(
+                self.db.timeout,
+                sqlx::query(include_str!("../../../sql/outbox_mark.sql")).bind(&acknowledged).execute(&mut *tx),
+            )
+            .await?;
+        }
+        for (id, error) in &refused {
+            tracing::warn!("outbox row {id} refused by Kafka for good ({error}); moved to outbox_dead_letter");
+            db::bounded(
+                self.db.timeout,
+                sqlx::query(include_str!("../../../sql/outbox_dead_letter.sql")).bind(id).bind(error).execute(&mut *tx),
+            )
+            .await?;
+        }
+        // If this COMMIT is lost, the marks are lost with it: the rows are
+        // published again by the next pass — a duplicate, never a loss.
+        self.db.commit(tx).await?;
+        pass.published = acknowledged.len();
+        pass.dead_lettered = refused.len();
+        Ok(pass)
+    }
+
+    /// Waits for a NOTIFY from a committed outbox row, or the poll interval.
+    async fn wait_for_work(&self, listener: &mut Option<PgListener>) {
+        if listener.is_none() {
+            // Connecting is bounded: with the link down, polling carries on.
+            let connect = async {
+                let mut l = PgListener::connect_with(&self.db.pool).await?;
+                l.listen(&self.channel).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            if let Ok(Ok(l)) = tokio::time::timeout(self.poll, connect).await {
+                *listener = Some(l);
+            }
+        }
+        let Some(l) = listener.as_mut() else {
+            return tokio::time::sleep(self.poll).await;
+        };
+        match tokio::time::timeout(self.poll, l.try_recv()).await {
+            // A notification: a row committed. Or the poll interval passed.
+            Ok(Ok(Some(_))) | Err(_) => {}
+            // The connection was lost (or failed): reconnect next time.
+            Ok(Ok(None)) | Ok(Err(_)) => *listener = None,
+        }
+    }
+
+    /// The relay's loop: a pass whenever woken, more passes while rows keep
+    /// coming, backoff while Kafka or the database fails.
+    pub async fn run(self: Arc<Self>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut listener = None;
+        loop {
+            match self.publish_batch().await {
+                // Kafka did not acknowledge some rows: wait, then retry them.
+                Ok(pass) if pass.retry > 0 => {
+                    tracing::info!("relay: {} outbox rows not acknowledged; retrying in {backoff:?}", pass.retry);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                // A full batch: more rows are probably waiting.
+                Ok(pass) if pass.claimed as i64 == BATCH => backoff = BACKOFF_MIN,
+                // Caught up: sleep until the next commit (or poll).
+                Ok(_) => {
+                    backoff = BACKOFF_MIN;
+                    self.wait_for_work(&mut listener).await;
+                }
+                // The database failed (a fault on postgres_relay): retry.
+                Err(e) => {
+                    tracing::info!("relay: pass failed ({e}); retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// The running relays of a run (`--relays N`), as a unit the runner can
+/// crash and restart.
+pub struct Relays {
+    relays: Vec<Arc<Relay>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// A direct connection for the drain check and the backlog (no faults).
+    direct: PgPool,
+}
+
+impl Relays {
+    /// Starts `env.tuning.relays` relays.
+    pub async fn start(env: &Env) -> Result<Relays> {
+        let direct = db::connect_direct(&env.db, Some(&env.schema), 1).await?;
+        let mut relays = Vec::new();
+        for i in 0..env.tuning.relays {
+            relays.push(Arc::new(Relay::new(env, &format!("dualwrite-relay-{i}"))?));
+        }
+        let tasks = relays.iter().map(|r| tokio::spawn(r.clone().run())).collect();
+        Ok(Relays { relays, tasks, direct })
+    }
+
+    /// The process-death imitation: every relay stops where it is. An open
+    /// transaction dies with its connection — the server rolls it back, so
+    /// claimed rows that were published but not yet marked stay unpublished.
+    /// Messages still queued in a producer are purged, unsent.
+    pub async fn crash(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        for relay in self.relays.drain(..) {
+            let pool = relay.db.pool.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
+            // Dropping librdkafka's producer joins its thread: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || drop(relay)).await;
+        }
+    }
+
+    /// Starts the relays again after a crash: they resume from the table
+    /// itself — every row not yet marked.
+    pub async fn restart(&mut self, env: &Env) -> Result<()> {
+        let fresh = Relays::start(env).await?;
+        self.relays = fresh.relays;
+        self.tasks = fresh.tasks;
+        Ok(())
+    }
+
+    /// What is left to publish, read directly.
+    pub async fn backlog(&self) -> Option<Backlog> {
+        let row = sqlx::query(include_str!("../../../sql/outbox_backlog.sql")).fetch_one(&self.direct).await.ok()?;
+        Some(Backlog {
+            outbox_unpublished: row.get::<i64, _>("unpublished") as u64,
+            dead_letters: row.get::<i64, _>("dead_letters") as u64,
+            slot_lag_bytes: None,
+        })
+    }
+
+    /// Stops the relays for good.
+    pub async fn stop(mut self) {
+        self.crash().await;
+        self.direct.close().await;
+    }
+}
