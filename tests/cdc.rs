@@ -189,7 +189,7 @@ async fn eventually<Fut: Future<Output = bool>>(what: &str, mut check: impl FnMu
 fn connector(background: &Background) -> &dualwrite::cdc::Connector {
     match background {
         Background::Connector(c) => c,
-        other => panic!("expected a connector, got {other:?}"),
+        _ => panic!("expected the CDC connector as the background component"),
     }
 }
 

@@ -127,11 +127,11 @@ impl OutboxCdc {
     /// decoding message or as an outbox row (inserted and deleted).
     async fn write_event(&self, tx: &mut sqlx::PgConnection, order: &Order, after: StockAfter) -> Result<(), DbError> {
         let event = StockChanged::new(order, after);
-        let json = String::from_utf8(event.to_json()).expect("JSON is UTF-8");
         let limit = self.db.timeout;
         match self.mode {
             OutboxCdcMode::Message => {
                 // Transactional (`true`): decoded only if this transaction commits.
+                let json = String::from_utf8(event.to_json()).expect("JSON is UTF-8");
                 bounded(
                     limit,
                     sqlx::query(include_str!("../../sql/logical_message_emit.sql")).bind(&self.prefix).bind(&json).execute(&mut *tx),
@@ -139,17 +139,10 @@ impl OutboxCdc {
                 .await?;
             }
             OutboxCdcMode::Table => {
-                // The outbox row's id is the order's: one event per order.
-                bounded(
-                    limit,
-                    sqlx::query(include_str!("../../sql/outbox_cdc_insert.sql"))
-                        .bind(order.order_id)
-                        .bind(event.key())
-                        .bind(&json)
-                        .execute(&mut *tx),
-                )
-                .await?;
-                // Gone before anyone can see it; its insert stays in the WAL.
+                // The same row as outbox.rs writes (its id is the order's:
+                // one event per order)…
+                self.db.insert_outbox(tx, &event).await?;
+                // …but gone before anyone can see it; its insert stays in the WAL.
                 bounded(
                     limit,
                     sqlx::query(include_str!("../../sql/outbox_cdc_delete.sql")).bind(order.order_id).execute(&mut *tx),
