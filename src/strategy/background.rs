@@ -7,6 +7,7 @@
 use crate::cdc::Connector;
 use crate::error::Result;
 use crate::history::History;
+use crate::scenario::schedule::Component;
 use crate::snapshot::Backlog;
 
 use super::outbox::relay::Relays;
@@ -30,6 +31,16 @@ impl Background {
             Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
             _ => Background::None,
         })
+    }
+
+    /// Which scenario component this is, so that a crash aimed at another
+    /// (a relay crash in a CDC run) can be ignored.
+    pub fn component(&self) -> Option<Component> {
+        match self {
+            Background::None => None,
+            Background::Relay(_) => Some(Component::Relay),
+            Background::Connector(_) => Some(Component::Connector),
+        }
     }
 
     /// The process-death imitation: the component stops at once, mid-work.
