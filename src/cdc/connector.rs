@@ -1,22 +1,24 @@
 //! The CDC connector: reads the run's replication slot, publishes what it
 //! captures, and confirms a position only after the broker acknowledged it.
 //!
-//! **The loop.** One replication session at a time, one event at a time:
+//! **The loop.** One replication session at a time; in it, messages in
+//! WAL order:
 //!
 //! ```text
 //! Begin            → start collecting the transaction's events
 //! Relation, Insert → decode (pgoutput.rs); a captured row becomes an event
 //! Message          → a captured logical decoding message becomes an event
-//! Commit(end_lsn)  → publish every event, each until the broker says Ok;
-//!                    then confirm end_lsn to the slot
-//! KeepAlive(pos)   → nothing in hand: confirm pos (WAL with nothing for us)
+//! Commit(end_lsn)  → publish the events; once the broker has acknowledged
+//!                    them and everything committed before, confirm end_lsn
+//! KeepAlive(pos)   → once everything before is acknowledged, confirm pos
+//!                    (WAL other runs wrote, with nothing for this one)
 //! ```
 //!
 //! **Why it cannot lose an event.** The slot hands out a committed
 //! transaction until the connector confirms a position past its commit, and
-//! the connector confirms only after every event of that transaction — and,
-//! because it works in commit order, of every earlier one — was acknowledged
-//! by the broker. A publish that fails or ends Unknown is retried, for ever,
+//! the connector confirms positions in commit order, each only after every
+//! event of that transaction and of every earlier one was acknowledged by
+//! the broker. A publish that fails or ends Unknown is retried, for ever,
 //! never skipped: the position waits with it. If the connector dies, the
 //! next one starts from the slot's confirmed position and publishes again
 //! whatever was not confirmed: duplicates are possible, loss is not.
@@ -24,12 +26,11 @@
 //! **Why it cannot invent an event.** Logical decoding only ever emits
 //! committed transactions; a rolled-back order never reaches the WAL stream.
 //!
-//! **Trade-off.** Events are published one after another, each waiting for
-//! its acknowledgement, so the topic receives them in commit order (every
-//! product's versions in order, even across retries) at the price of one
-//! broker round trip per event: a few hundred events per second on
-//! loopback, far more than the workload writes. Publishing each product's
-//! events on its own lane would raise that without reordering a product.
+//! **Order.** Each product has a lane (see `Pipeline` below): its events leave
+//! one at a time in commit order, the next only once the broker acknowledged
+//! the one before, so a product's versions reach the topic in order even
+//! when a publish is retried. Products' lanes run side by side, so a slow
+//! acknowledgement delays one product rather than all of them.
 //!
 //! **Crash.** [`Connector::crash`] imitates the process dying: the task
 //! stops at its current `.await` (no code after it runs), the replication
@@ -37,11 +38,13 @@
 //! purges what librdkafka still had queued. [`Connector::restart`] starts a
 //! new one from the slot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -51,7 +54,7 @@ use super::pgoutput::{self, DecodeError, Insert, PgOutput, Relations};
 use super::Capture;
 use crate::error::Result;
 use crate::event::StockChanged;
-use crate::history::{OrderId, Outcome};
+use crate::history::{OrderId, Outcome, Told};
 use crate::kafka::Publisher;
 use crate::snapshot::Backlog;
 use crate::strategy::Env;
@@ -421,18 +424,31 @@ async fn stream(
     let mut relations = Relations::default();
     // The events of the transaction being received; `None` between transactions.
     let mut open: Option<Vec<Outgoing>> = None;
+    // Everything received and not yet confirmed (see `Pipeline`).
+    let mut pipeline = Pipeline::new(publisher);
     loop {
-        // Waiting for the next message: an error here is a broken
-        // connection (reset, link down, server gone) → a new session.
-        let event = tokio::select! {
+        let step = tokio::select! {
             biased;
             _ = stop.cancelled() => return Ok(()),
-            event = client.recv() => event,
+            // A publish ended: the broker's acknowledgement, or a failure to retry.
+            Some(done) = pipeline.in_flight.next(), if !pipeline.in_flight.is_empty() => Step::Published(done),
+            // The next message from the server. Not while too much is waiting
+            // for the broker: the replication stream then waits instead (the
+            // slot keeps the WAL, nothing is dropped).
+            event = client.recv(), if !pipeline.is_full() => Step::Received(event),
         };
-        let event = match event {
-            Ok(Some(event)) => event,
-            Ok(None) => return Err(SessionError::Ended),
-            Err(e) => return Err(SessionError::Replication(e)),
+        let event = match step {
+            Step::Published(done) => {
+                if let Some(lsn) = pipeline.published(done, ledger) {
+                    confirm(client, ledger, resume, lsn);
+                }
+                continue;
+            }
+            // An error here is a broken connection (reset, link down, server
+            // gone) → a new session, from the last confirmed position.
+            Step::Received(Ok(Some(event))) => event,
+            Step::Received(Ok(None)) => return Err(SessionError::Ended),
+            Step::Received(Err(e)) => return Err(SessionError::Replication(e)),
         };
         match event {
             ReplicationEvent::Begin { .. } => open = Some(Vec::new()),
@@ -459,30 +475,34 @@ async fn stream(
                 }
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
+                // The transaction is complete: publish its events. Its
+                // position is confirmed once they, and everything committed
+                // before them, are acknowledged — at once if that is already so.
                 let events = open.take().unwrap_or_default();
-                // Each event until the broker acknowledges it; `false` only
-                // when asked to stop (the transaction stays unconfirmed).
-                for event in &events {
-                    if !publish_until_acknowledged(publisher, event, ledger, stop).await {
-                        return Ok(());
-                    }
+                if let Some(lsn) = pipeline.committed(end_lsn, events) {
+                    confirm(client, ledger, resume, lsn);
                 }
-                // Every event of this transaction and of all earlier ones is
-                // on the broker: the slot may forget them.
-                confirm(client, ledger, resume, end_lsn);
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
-                // The server has sent everything up to wal_end, and nothing
-                // in it is waiting: confirming it lets the slot release WAL
-                // that other runs wrote (with nothing for this connector).
+                // The server has sent everything up to wal_end. Once what came
+                // before is acknowledged, confirming it lets the slot release
+                // the WAL that other runs wrote, with nothing for this one.
                 if open.is_none() {
-                    confirm(client, ledger, resume, wal_end);
+                    if let Some(lsn) = pipeline.committed(wal_end, Vec::new()) {
+                        confirm(client, ledger, resume, lsn);
+                    }
                 }
             }
             // Only with a stop position, which the connector never sets.
             ReplicationEvent::StoppedAt { .. } => return Err(SessionError::Ended),
         }
     }
+}
+
+/// What woke the session loop.
+enum Step {
+    Published(Published),
+    Received(Result<Option<ReplicationEvent>, PgWireError>),
 }
 
 /// Tells the replication client that everything up to `lsn` is delivered;
@@ -496,38 +516,149 @@ fn confirm(client: &ReplicationClient, ledger: &Ledger, resume: &mut Lsn, lsn: L
     ledger.lock().confirmed = Some(lsn);
 }
 
-/// Publishes one event until the broker acknowledges it. Returns `false`
-/// only if asked to stop first.
-async fn publish_until_acknowledged(publisher: &Publisher, event: &Outgoing, ledger: &Ledger, stop: &CancellationToken) -> bool {
-    let mut attempt: u32 = 0;
-    loop {
+/// Most events waiting for the broker before the session stops reading.
+const MAX_WAITING: usize = 10_000;
+
+/// The events of committed transactions on their way to the broker, and the
+/// positions waiting for them.
+///
+/// Each product (the record key) has a *lane*: its events leave one at a
+/// time, in commit order, and the next one leaves only when the broker has
+/// acknowledged the one before. So a product's versions reach the topic in
+/// order even when a publish fails and is retried. Lanes of different
+/// products run side by side, so one slow acknowledgement does not hold up
+/// every other product (the topic keeps order per key only, too).
+///
+/// Positions are confirmed strictly in commit order: a transaction's
+/// position once all its events, and every earlier transaction's, are acknowledged.
+struct Pipeline<'p> {
+    publisher: &'p Publisher,
+    /// Commit positions not confirmed yet, oldest first, with how many of
+    /// their events are still unacknowledged.
+    positions: VecDeque<Position>,
+    /// The number of the next transaction (`positions` are consecutive).
+    next: u64,
+    /// Per key, the events not yet acknowledged; the first is in flight.
+    lanes: HashMap<String, VecDeque<Waiting>>,
+    waiting: usize,
+    in_flight: FuturesUnordered<BoxFuture<'p, Published>>,
+}
+
+struct Position {
+    transaction: u64,
+    lsn: Lsn,
+    unacknowledged: usize,
+}
+
+struct Waiting {
+    transaction: u64,
+    event: Outgoing,
+    /// Publishes of this event that did not succeed.
+    failures: u32,
+}
+
+/// A publish that ended, for the lane `key`.
+struct Published {
+    key: String,
+    told: Told,
+}
+
+impl<'p> Pipeline<'p> {
+    fn new(publisher: &'p Publisher) -> Pipeline<'p> {
+        Pipeline {
+            publisher,
+            positions: VecDeque::new(),
+            next: 0,
+            lanes: HashMap::new(),
+            waiting: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.waiting >= MAX_WAITING
+    }
+
+    /// A committed transaction's events (none, for a keepalive). Returns a
+    /// position that may be confirmed now, if any.
+    fn committed(&mut self, lsn: Lsn, events: Vec<Outgoing>) -> Option<Lsn> {
+        if events.is_empty() && self.positions.is_empty() {
+            return Some(lsn);
+        }
+        let transaction = self.next;
+        self.next += 1;
+        self.positions.push_back(Position { transaction, lsn, unacknowledged: events.len() });
+        for event in events {
+            self.waiting += 1;
+            let lane = self.lanes.entry(event.key.clone()).or_default();
+            lane.push_back(Waiting { transaction, event, failures: 0 });
+            // An idle lane sends at once; a busy one sends it after the others.
+            if lane.len() == 1 {
+                send(&self.in_flight, self.publisher, &lane[0]);
+            }
+        }
+        self.confirmable()
+    }
+
+    /// A publish ended. Returns a position that may be confirmed now, if any.
+    fn published(&mut self, done: Published, ledger: &Ledger) -> Option<Lsn> {
+        let lane = self.lanes.get_mut(&done.key).expect("a publish belongs to a lane");
+        let head = lane.front_mut().expect("a lane in flight has a head");
+        if done.told.outcome != Outcome::Ok {
+            // Fail or Unknown: publish it again, after a pause. Skipping it
+            // would lose it; retrying an Unknown may write it twice, which
+            // the downstream consumer tolerates. Its position waits meanwhile.
+            head.failures += 1;
+            tracing::warn!(
+                key = %done.key,
+                attempt = head.failures,
+                outcome = done.told.outcome.as_str(),
+                error = done.told.error.as_deref().unwrap_or(""),
+                "the connector's publish did not succeed; retrying (its position stays unconfirmed)"
+            );
+            send(&self.in_flight, self.publisher, &lane[0]);
+            return None;
+        }
+        // Acknowledged: the lane's next event may go.
+        let acknowledged = lane.pop_front().expect("checked above");
+        ledger.delivered(acknowledged.event.order);
+        self.waiting -= 1;
+        match lane.front() {
+            Some(next) => send(&self.in_flight, self.publisher, next),
+            None => {
+                self.lanes.remove(&done.key);
+            }
+        }
+        let first = self.positions.front().expect("an event belongs to a position").transaction;
+        self.positions[(acknowledged.transaction - first) as usize].unacknowledged -= 1;
+        self.confirmable()
+    }
+
+    /// Removes the positions whose events, and all earlier ones, are
+    /// acknowledged; returns the newest of them.
+    fn confirmable(&mut self) -> Option<Lsn> {
+        let mut newest = None;
+        while self.positions.front().is_some_and(|p| p.unacknowledged == 0) {
+            newest = self.positions.pop_front().map(|p| p.lsn);
+        }
+        newest
+    }
+}
+
+/// Starts publishing a lane's head.
+fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, publisher: &'p Publisher, waiting: &Waiting) {
+    let Outgoing { key, payload, .. } = waiting.event.clone();
+    let pause = (waiting.failures > 0).then(|| backoff(waiting.failures));
+    in_flight.push(Box::pin(async move {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
         // Waits for the broker's acknowledgement (bounded by the delivery
         // timeout): Ok, Fail (never reached the broker) or Unknown (the
         // reply was lost; the broker may have it).
-        let told = tokio::select! {
-            _ = stop.cancelled() => return false,
-            told = publisher.publish(&event.key, &event.payload) => told,
-        };
-        if told.outcome == Outcome::Ok {
-            ledger.delivered(event.order);
-            return true;
-        }
-        // Fail or Unknown: publish it again. Skipping it would lose it, since
-        // the position after it is about to be confirmed; retrying an Unknown
-        // may write it twice, which the downstream consumer tolerates.
-        attempt += 1;
-        tracing::warn!(
-            key = %event.key,
-            attempt,
-            outcome = told.outcome.as_str(),
-            error = told.error.as_deref().unwrap_or(""),
-            "the connector's publish did not succeed; retrying (its position stays unconfirmed)"
-        );
-        tokio::select! {
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(backoff(attempt)) => {}
-        }
-    }
+        let told = publisher.publish(&key, &payload).await;
+        Published { key, told }
+    }));
 }
 
 /// The event for an inserted row of the captured table; `None` for a row of
@@ -730,6 +861,77 @@ mod tests {
         let out = capture_message(content.as_bytes()).unwrap();
         assert_eq!(out.key, "2");
         assert!(capture_message(b"not json").is_err());
+    }
+
+    /// A publisher that is never polled: the pipeline's futures are built
+    /// but nothing is sent, and the tests report each outcome by hand.
+    fn idle_publisher() -> Publisher {
+        Publisher::new(crate::kafka::PublisherConfig {
+            bootstrap: "127.0.0.1:1".into(),
+            topic: "never-used".into(),
+            publish_timeout: Duration::from_secs(5),
+            client_id: "pipeline-test".into(),
+        })
+        .unwrap()
+    }
+
+    fn event(key: &str) -> Outgoing {
+        Outgoing { key: key.into(), payload: b"{}".to_vec(), order: Some(OrderId::new_v4()) }
+    }
+
+    fn ok(key: &str) -> Published {
+        Published { key: key.into(), told: Told::ok() }
+    }
+
+    fn unknown(key: &str) -> Published {
+        Published { key: key.into(), told: Told::unknown("reply lost") }
+    }
+
+    #[tokio::test]
+    async fn a_position_is_confirmed_only_after_everything_before_it() {
+        let publisher = idle_publisher();
+        let ledger = Ledger::default();
+        let mut pipeline = Pipeline::new(&publisher);
+        // T1 and T3 for product a, T2 for product b: a and b go side by side.
+        assert_eq!(pipeline.committed(Lsn(10), vec![event("a")]), None);
+        assert_eq!(pipeline.committed(Lsn(20), vec![event("b")]), None);
+        assert_eq!(pipeline.committed(Lsn(30), vec![event("a")]), None);
+        assert_eq!(pipeline.in_flight.len(), 2, "one in flight per product");
+        // b's acknowledgement alone confirms nothing: T1 is still out.
+        assert_eq!(pipeline.published(ok("b"), &ledger), None);
+        // T1 acknowledged: T1 and T2 are done, T3 is sent.
+        assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(20)));
+        assert_eq!(pipeline.in_flight.len(), 3, "a's next event was sent (the old futures are never polled)");
+        assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(30)));
+        assert_eq!(ledger.deliveries(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_retried_and_holds_its_lane_and_position() {
+        let publisher = idle_publisher();
+        let ledger = Ledger::default();
+        let mut pipeline = Pipeline::new(&publisher);
+        pipeline.committed(Lsn(10), vec![event("a")]);
+        pipeline.committed(Lsn(20), vec![event("a")]);
+        assert_eq!(pipeline.published(unknown("a"), &ledger), None);
+        assert_eq!(pipeline.published(unknown("a"), &ledger), None);
+        assert_eq!(pipeline.lanes["a"][0].failures, 2, "the same event, retried");
+        assert_eq!(pipeline.lanes["a"].len(), 2, "the next waits behind it");
+        assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(10)));
+        assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(20)));
+        assert!(pipeline.lanes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn positions_without_events_wait_only_for_what_came_before() {
+        let publisher = idle_publisher();
+        let ledger = Ledger::default();
+        let mut pipeline = Pipeline::new(&publisher);
+        // Nothing pending: a keepalive (or another run's transaction) at once.
+        assert_eq!(pipeline.committed(Lsn(5), vec![]), Some(Lsn(5)));
+        pipeline.committed(Lsn(10), vec![event("a")]);
+        assert_eq!(pipeline.committed(Lsn(15), vec![]), None, "behind an unacknowledged event");
+        assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(15)));
     }
 
     #[test]
