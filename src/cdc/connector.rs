@@ -381,16 +381,12 @@ async fn run(config: Arc<ConnectorConfig>, ledger: Arc<Ledger>, publisher: Arc<P
             }
             Err(e) => Err(SessionError::Replication(e)),
         };
-        match ended {
-            Ok(()) => return,
-            Err(e) => {
-                failures += 1;
-                log_session_error(&config.slot, &e, failures);
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(failures)) => {}
-                }
-            }
+        let Err(e) = ended else { return };
+        failures += 1;
+        log_session_error(&config.slot, &e, failures);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff(failures)) => {}
         }
     }
 }
