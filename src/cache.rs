@@ -101,38 +101,51 @@ impl Cache {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout);
-        let conn = match tokio::time::timeout(self.timeout * 2, self.client.get_multiplexed_async_connection_with_config(&config)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(source)) => return Err(CacheError::Connect { address: self.address.clone(), source }),
-            Err(_) => {
-                return Err(CacheError::Connect {
-                    address: self.address.clone(),
-                    source: redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
-                })
-            }
-        };
+        // Bounded by the caller (`run`), which times out the whole command.
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|source| CacheError::Connect { address: self.address.clone(), source })?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Runs one command, bounded; on a timeout or a wire error the connection
-    /// is dropped so no later command can read this one's late reply.
+    /// Runs one command, bounded as a whole — waiting for a connection (which
+    /// another command may be re-opening) included, so that a command never
+    /// outlives its timeout and lands late. On a timeout or a wire error the
+    /// connection is dropped, so no later command can read this one's late
+    /// reply.
     async fn run<T, F, Fut>(&self, command: F) -> Result<T, CacheError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.connection().await?;
-        let result = match tokio::time::timeout(self.timeout, command(conn)).await {
+        // Whether the command was handed to a connection: before that,
+        // nothing can have reached Redis.
+        let mut sent = false;
+        let attempt = async {
+            let conn = self.connection().await?;
+            sent = true;
+            command(conn).await.map_err(CacheError::Redis)
+        };
+        let error = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => CacheError::Redis(e),
+            Ok(Err(e)) => e,
+            Err(_) if !sent => CacheError::Connect {
+                address: self.address.clone(),
+                source: redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", self.timeout),
+                )),
+            },
             Err(_) => CacheError::TimedOut(self.timeout),
         };
-        let server_answered = matches!(&result, CacheError::Redis(e) if e.kind() == redis::ErrorKind::ResponseError);
+        let server_answered = matches!(&error, CacheError::Redis(e) if e.kind() == redis::ErrorKind::ResponseError);
         if !server_answered {
             *self.connection.lock().await = None;
         }
-        Err(result)
+        Err(error)
     }
 
     /// A product's cached stock, `None` on a miss.

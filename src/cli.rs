@@ -179,6 +179,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// Also write the history — every order's legs as invoked and as told,
+    /// every read, every crash — as JSON lines to this file (one run only).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
     /// Leave the run's schema, topic, cache keys and replication slot in place
     /// for inspection with psql, a Kafka console consumer and redis-cli.
     #[arg(long)]
@@ -204,6 +209,12 @@ pub struct ServiceArgs {
     /// connection (see README, "Kafka and the proxy").
     #[arg(long, env = "KAFKA_BROKERS")]
     pub brokers: Option<String>,
+
+    /// With --brokers and the built-in proxy: where the proxy's `kafka` link
+    /// listens. Your broker must advertise this address. Default: the port
+    /// toxiproxy.json gives the link (127.0.0.1:29092).
+    #[arg(long, env = "KAFKA_PROXY_LISTEN", value_name = "ADDR")]
+    pub kafka_proxy_listen: Option<std::net::SocketAddr>,
 
     /// Toxiproxy API URL (a real Toxiproxy or `dualwrite toxiproxy`). Absent:
     /// a built-in one is started in-process.

@@ -124,6 +124,9 @@ async fn execute(
         };
         match runner::run(&infra, &plan, &progress, &interrupt).await {
             Ok(result) => {
+                if let Some(path) = &output.history {
+                    write_history(&result.history, path)?;
+                }
                 let location = Location { database_url: &services.database_url, brokers: &infra.kafka, kept: output.keep };
                 runs.push(RunReport::new(&result, &schedule, location));
             }
@@ -171,6 +174,19 @@ fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
         report.write_json(&mut file)?;
         file.flush()?;
         std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| Error::Write { path: path.display().to_string(), source: e })
+}
+
+/// Writes the history as JSON lines, one event per line.
+fn write_history(events: &[crate::history::Event], path: &std::path::Path) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for event in events {
+            serde_json::to_writer(&mut file, event)?;
+            writeln!(file)?;
+        }
+        file.flush()
     };
     write().map_err(|e| Error::Write { path: path.display().to_string(), source: e })
 }

@@ -19,6 +19,9 @@ pub struct Services {
     pub redis_url: String,
     /// A Kafka bootstrap address; `None` = embedded (or behind --toxiproxy).
     pub brokers: Option<String>,
+    /// With `brokers` and the built-in proxy: where the `kafka` link listens
+    /// (the broker must advertise it). `None`: toxiproxy.json's port.
+    pub kafka_proxy_listen: Option<std::net::SocketAddr>,
     /// A Toxiproxy API; `None` = built in.
     pub toxiproxy: Option<String>,
     /// The proxies to create (Toxiproxy's -config format).
@@ -43,6 +46,7 @@ impl Services {
             database_url: args.database_url.clone(),
             redis_url: args.redis_url.clone(),
             brokers: args.brokers.clone().filter(|b| !b.trim().is_empty()),
+            kafka_proxy_listen: args.kafka_proxy_listen,
             toxiproxy: args.toxiproxy.clone().filter(|t| !t.trim().is_empty()),
             toxiproxy_config: match &args.toxiproxy_config {
                 Some(path) => ProxyConfigSource::File(path.clone()),
@@ -57,6 +61,7 @@ impl Services {
             database_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
             brokers: None,
+            kafka_proxy_listen: None,
             toxiproxy: None,
             toxiproxy_config: ProxyConfigSource::BuiltIn,
         }
@@ -76,9 +81,9 @@ pub struct Workload {
     pub initial_stock: i64,
 }
 
-/// Orders a writer task may have in flight at once: the workload is
-/// open-loop (orders arrive on a beat, like requests to a service), so a
-/// slow store makes orders pile up — up to this bound.
+/// Requests a writer (or the reader, or the pool probe) may have in flight
+/// at once: the workload is open-loop (requests arrive on a beat, as they do
+/// at a service), so a slow store makes them pile up — up to this bound.
 pub const MAX_IN_FLIGHT_PER_WRITER: usize = 16;
 
 impl Workload {

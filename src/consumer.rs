@@ -83,7 +83,7 @@ impl Drop for Downstream {
     }
 }
 
-async fn consume(consumer: StreamConsumer, shared: Arc<Mutex<Shared>>, clock: Clock) {
+async fn consume(consumer: StreamConsumer<crate::kafka::quiet::Quiet>, shared: Arc<Mutex<Shared>>, clock: Clock) {
     loop {
         match consumer.recv().await {
             Ok(message) => {

@@ -185,8 +185,8 @@ async fn kafka(services: &Services) -> Check {
     let bootstrap = brokers.clone();
     let metadata = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer =
-            crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-doctor").create().map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
+            crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-doctor").create_with_context(crate::kafka::quiet::Quiet).map_err(|e| e.to_string())?;
         let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
     })

@@ -155,8 +155,8 @@ impl Infra {
         let link = self.links.kafka;
         let advertised = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
             use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer =
-                crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-metadata").create().map_err(|e| e.to_string())?;
+            let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
+                crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-metadata").create_with_context(crate::kafka::quiet::Quiet).map_err(|e| e.to_string())?;
             let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
             Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
         })
@@ -240,8 +240,10 @@ fn built_in_configs(
                 _ => kafka_upstream.clone(),
             };
             let listen = if c.name == links::KAFKA && services.brokers.is_some() {
-                let port = c.listen.rsplit(':').next().unwrap_or("0");
-                format!("127.0.0.1:{port}")
+                match services.kafka_proxy_listen {
+                    Some(addr) => addr.to_string(),
+                    None => format!("127.0.0.1:{}", c.listen.rsplit(':').next().unwrap_or("0")),
+                }
             } else {
                 "127.0.0.1:0".to_string()
             };

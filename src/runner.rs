@@ -239,9 +239,10 @@ async fn main_phase(
                     // The process-death imitation: every app task stops where
                     // it is, then the app's pool and producer are dropped.
                     Step::Crash(Component::Writer) => {
+                        // Recorded at the moment of death, before the teardown.
+                        history.crash("writer", false);
                         if let Some(t) = tasks.take() { t.abort().await; }
                         if let Some(a) = app.take() { crash_app(a).await; }
-                        history.crash("writer", false);
                     }
                     Step::Restart(Component::Writer) => {
                         let fresh = Arc::new(App::connect(env)?);
@@ -250,8 +251,8 @@ async fn main_phase(
                         history.crash("writer", true);
                     }
                     Step::Crash(component) => {
-                        background.crash().await;
                         history.crash(component.as_str(), false);
+                        background.crash().await;
                     }
                     Step::Restart(component) => {
                         background.restart(env, history).await?;

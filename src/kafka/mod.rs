@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod producer;
+pub mod quiet;
 pub mod topic;
 
 pub use producer::{Delivery, Publisher, PublisherConfig};

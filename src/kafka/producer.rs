@@ -21,7 +21,15 @@ use crate::history::Told;
 /// Routes each delivery report to the task waiting for it.
 pub struct DeliveryContext;
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    // Connection errors during a fault are expected; see `kafka::quiet`.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::quiet::Quiet.log(level, facility, message)
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::quiet::Quiet.error(error, reason)
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<oneshot::Sender<Delivery>>;
@@ -121,9 +129,12 @@ fn build(config: &PublisherConfig) -> Result<ThreadedProducer<DeliveryContext>> 
         .set("client.id", &config.client_id)
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", timeout_ms.to_string())
-        // A request that gets no reply is retried (idempotently) within the
-        // delivery timeout, rather than waiting out librdkafka's 30 s default.
-        .set("request.timeout.ms", (timeout_ms / 2).max(100).to_string())
+        // A request waits for its reply as long as the message may: a slow
+        // broker makes publishes slow, not retried. (A shorter request
+        // timeout makes librdkafka retry in-flight requests; after a retry
+        // the idempotent producer may bump its epoch, and the broker can no
+        // longer tell the retry from the original: duplicates.)
+        .set("request.timeout.ms", timeout_ms.to_string())
         .set("socket.connection.setup.timeout.ms", "2000")
         // Reconnect quickly once a fault heals.
         .set("reconnect.backoff.ms", "50")
@@ -196,6 +207,14 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Connects and fetches the topic's metadata, so that the first publish
+    /// does not wait for the producer to start. Best effort, bounded.
+    pub async fn warm_up(&self, limit: Duration) {
+        let producer = self.current();
+        let topic = self.config.topic.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), limit)).await;
     }
 
     /// Waits up to `limit` for queued messages to be delivered.

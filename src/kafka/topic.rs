@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -17,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
 use crate::event::StockChanged;
+use super::quiet::Quiet;
 
 /// Partitions of every run's topic. More than one, so that per-product
 /// ordering (by key) is what keeps events in order, as in production.
@@ -28,10 +28,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Creates `topic` on a real broker (brokers such as tansu do not auto-create).
 /// An existing topic is not an error.
 pub async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let admin: AdminClient<Quiet> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("log_level", "3")
-        .create()
+        .create_with_context(Quiet)
         .map_err(|e| Error::refused("Kafka", bootstrap, "create an admin client", e))?;
     let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
@@ -59,8 +59,8 @@ pub async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
 
 /// Deletes `topic`; failures are logged, not fatal (cleanup is best effort).
 pub async fn delete_topic(bootstrap: &str, topic: &str) {
-    let admin: std::result::Result<AdminClient<DefaultClientContext>, _> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create();
+    let admin: std::result::Result<AdminClient<Quiet>, _> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("log_level", "3").create_with_context(Quiet);
     let Ok(admin) = admin else { return };
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     match tokio::time::timeout(ADMIN_TIMEOUT, admin.delete_topics(&[topic], &options)).await {
@@ -97,8 +97,8 @@ pub async fn partitions(bootstrap: &str, topic: &str) -> std::result::Result<Vec
     let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            consumer_config(&bootstrap, "dualwrite-metadata").create().map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<Quiet> =
+            consumer_config(&bootstrap, "dualwrite-metadata").create_with_context(Quiet).map_err(|e| e.to_string())?;
         let metadata = consumer.fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
         let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or("topic missing from metadata")?;
         if let Some(err) = t.error() {
@@ -116,8 +116,8 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Resul
     let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer =
-            consumer_config(&bootstrap, "dualwrite-watermarks").create().map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<Quiet> =
+            consumer_config(&bootstrap, "dualwrite-watermarks").create_with_context(Quiet).map_err(|e| e.to_string())?;
         let mut marks = BTreeMap::new();
         for p in parts {
             let (_low, high) = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
@@ -130,9 +130,14 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Resul
 }
 
 /// A consumer assigned to every partition of `topic` from its first offset.
-pub async fn assign_from_beginning(bootstrap: &str, topic: &str, client_id: &str) -> std::result::Result<StreamConsumer, String> {
+pub async fn assign_from_beginning(
+    bootstrap: &str,
+    topic: &str,
+    client_id: &str,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
     let parts = partitions(bootstrap, topic).await?;
-    let consumer: StreamConsumer = consumer_config(bootstrap, client_id).create().map_err(|e| e.to_string())?;
+    let consumer: StreamConsumer<Quiet> =
+        consumer_config(bootstrap, client_id).create_with_context(Quiet).map_err(|e| e.to_string())?;
     let mut assignment = TopicPartitionList::new();
     for p in parts {
         assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;

@@ -15,16 +15,23 @@
 //! | toxic | what the pump does (Toxiproxy's semantics) |
 //! |---|---|
 //! | `latency` | forwards each chunk `latency ± jitter` ms after it arrived; order kept |
-//! | `timeout` | holds every chunk (and EOF); with `timeout > 0`, closes the connection that many ms after the toxic was added (or the connection opened), traffic or not; removal releases what was held |
+//! | `timeout` | drops every chunk; with `timeout > 0`, closes the connection that many ms after the toxic was added (or the connection opened), traffic or not; an EOF, or the toxic's removal, closes the connection (Toxiproxy's `Cleanup`) |
 //! | `reset_peer` | on the next chunk (or EOF), drops it, waits `timeout` ms, then closes both sockets with a TCP RST |
 //! | `bandwidth` | paces writes to `rate` KB/s, in pieces of at most 100 ms worth |
 //! | `slow_close` | delays passing on the source's EOF by `delay` ms |
 //! | `slicer` | writes `average_size ± size_variation` byte pieces, `delay` µs apart |
 //! | `limit_data` | closes the connection once `bytes` bytes have passed since the toxic was added |
 //!
-//! Several toxics in one direction compose in chain order: a chunk is held
-//! while any `timeout` is active, then waits out the sum of the latencies,
+//! Several toxics in one direction compose in chain order: a chunk is dropped
+//! while any `timeout` is active, else waits out the sum of the latencies,
 //! then is cut to the smallest piece any of the others allows.
+//!
+//! Why `timeout` drops rather than holds: that is what Toxiproxy 2.x does (a
+//! black hole), and dualwrite's results must not depend on which proxy runs.
+//! A request swallowed by a black hole never reaches the server, and the
+//! connection it was sent on does not survive the fault: it is closed when
+//! the toxic goes, so no client can read a late reply as the answer to a
+//! later request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,12 +192,21 @@ struct Pump {
     chain_closed: bool,
     applied: Vec<Applied>,
     opened: Instant,
+    /// A `timeout` toxic has been dropping this direction's data: when it
+    /// goes, the connection is closed.
+    blackholed: bool,
 }
 
 impl Pump {
     fn new(chain: watch::Receiver<Chain>) -> Pump {
-        let mut pump =
-            Pump { chain, seen: Arc::new(Vec::new()), chain_closed: false, applied: Vec::new(), opened: Instant::now() };
+        let mut pump = Pump {
+            chain,
+            seen: Arc::new(Vec::new()),
+            chain_closed: false,
+            applied: Vec::new(),
+            opened: Instant::now(),
+            blackholed: false,
+        };
         pump.refresh();
         pump
     }
@@ -235,9 +251,19 @@ impl Pump {
         self.applied.iter().filter(|a| a.active)
     }
 
-    /// Is a `timeout` toxic holding this direction?
+    /// Is a `timeout` toxic black-holing this direction?
     fn held(&self) -> bool {
         self.active().any(|a| matches!(a.kind, ToxicKind::Timeout { .. }))
+    }
+
+    /// Toxiproxy's `Cleanup` of a `timeout` toxic: once one that acted on
+    /// this connection is gone, the connection is closed. Returns true when
+    /// that moment has come; remembers whether one is acting now.
+    fn timeout_removed(&mut self) -> bool {
+        let held = self.held();
+        let removed = self.blackholed && !held;
+        self.blackholed = held;
+        removed
     }
 
     /// When the earliest `timeout` with a non-zero timeout closes the link.
@@ -282,6 +308,9 @@ impl Pump {
     async fn run<W: AsyncWrite + Unpin>(&mut self, events: &mut mpsc::Receiver<Event>, dest: &mut W) -> Ending {
         loop {
             self.refresh();
+            if self.timeout_removed() {
+                return Ending::Close;
+            }
             let deadline = self.timeout_deadline();
             let due = async {
                 match deadline {
@@ -324,13 +353,13 @@ impl Pump {
             self.refresh();
             let now = Instant::now();
 
-            // `timeout`: hold the data (do not drop it) until the toxic goes,
-            // or close when its countdown ends.
-            if self.held() {
-                match self.wait(self.timeout_deadline()).await {
-                    Wake::Due => return Some(Ending::Close),
-                    Wake::Changed => continue,
-                }
+            // `timeout`: the chunk falls into the black hole. The pump's loop
+            // closes the connection when the countdown ends or the toxic goes.
+            if self.timeout_removed() {
+                return Some(Ending::Close);
+            }
+            if self.blackholed {
+                return None;
             }
 
             // `reset_peer`: the chunk is dropped and the link reset. Like
@@ -452,17 +481,15 @@ impl Pump {
         None
     }
 
-    /// Passes on the source's EOF: held by `timeout`, turned into a reset by
-    /// `reset_peer`, delayed by `slow_close`.
+    /// Passes on the source's EOF: closes the connection under `timeout`
+    /// (as Toxiproxy does), turned into a reset by `reset_peer`, delayed by
+    /// `slow_close`.
     async fn finish<W: AsyncWrite + Unpin>(&mut self, dest: &mut W) -> Ending {
         let eof_at = Instant::now();
         loop {
             self.refresh();
-            if self.held() {
-                match self.wait(self.timeout_deadline()).await {
-                    Wake::Due => return Ending::Close,
-                    Wake::Changed => continue,
-                }
+            if self.held() || self.timeout_removed() {
+                return Ending::Close;
             }
             if let Some(after) = self.reset_peer() {
                 tokio::time::sleep(after).await;
@@ -584,7 +611,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn timeout_closes_an_idle_link_on_time_and_holds_data_meanwhile() {
+    async fn timeout_zero_drops_data_and_its_removal_closes_the_link() {
+        let (chain_tx, events, mut far, task) = pump(&[]);
+        chain_tx.send(chain(&[ToxicKind::Timeout { timeout: 0 }])).unwrap();
+        events.send(data(b"swallowed")).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!task.is_finished(), "a timeout of 0 never closes on its own");
+        // Removing the toxic closes the connection (Toxiproxy's Cleanup), and
+        // the swallowed bytes never arrive.
+        chain_tx.send(chain(&[])).unwrap();
+        assert_eq!(task.await.unwrap(), Ending::Close);
+        drop(events);
+        let mut rest = Vec::new();
+        far.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_closes_an_idle_link_on_time_and_drops_data_meanwhile() {
         let (chain_tx, events, mut far, task) = pump(&[]);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let added = Instant::now();

@@ -61,23 +61,20 @@ impl AppTasks {
         let writers = (0..env.workload.writer_tasks)
             .map(|w| tokio::spawn(writer(w, app.clone(), env.clone(), stop.clone())))
             .collect();
-        let others = vec![tokio::spawn(reader(app.clone(), env.clone())), tokio::spawn(probe(app, env.clone()))];
+        let others =
+            vec![tokio::spawn(reader(app.clone(), env.clone(), stop.clone())), tokio::spawn(probe(app, env.clone(), stop.clone()))];
         AppTasks { writers, others, stop }
     }
 
-    /// The end of the main phase: no new orders; orders in flight finish
-    /// (each of their legs is bounded by a timeout), up to `limit`.
+    /// The end of the main phase: no new orders or reads; those in flight
+    /// finish (each of their steps is bounded by a timeout), up to `limit`.
     pub async fn stop(self, limit: Duration) {
         self.stop.cancel();
-        for task in self.others {
-            task.abort();
-            let _ = task.await;
-        }
         let deadline = tokio::time::Instant::now() + limit;
-        for task in self.writers {
+        for task in self.writers.into_iter().chain(self.others) {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
-                tracing::warn!("a writer did not finish its orders within {limit:?}; abandoning them");
+                tracing::warn!("an app task did not finish within {limit:?} of the end; abandoning it");
                 abort.abort();
             }
         }
@@ -104,9 +101,25 @@ impl AppTasks {
 /// exhausts a connection pool.
 async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    let every = env.workload.writers;
+    on_every_beat(clock, env.workload.writers, stop, move |k| {
+        let order = generate::order(env.workload.seed, w, k, env.workload.products);
+        let (app, history) = (app.clone(), env.history.clone());
+        async move { app.write(&order, &history).await }
+    })
+    .await
+}
+
+/// Runs `task(k)` on every beat of `every` — whether or not earlier ones
+/// have finished, up to [`MAX_IN_FLIGHT_PER_WRITER`] at once — until `stop`;
+/// then lets those in flight finish. Requests to a service arrive this way:
+/// a slow store makes them pile up instead of arriving less often.
+async fn on_every_beat<F, Fut>(clock: Clock, every: Duration, stop: CancellationToken, task: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_WRITER));
-    // Dropping a JoinSet aborts its tasks: a crash takes in-flight orders with it.
+    // Dropping a JoinSet aborts its tasks: a crash takes in-flight work with it.
     let mut in_flight = JoinSet::new();
     let mut k = next_tick(&clock, every);
     loop {
@@ -114,18 +127,17 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
             _ = tokio::time::sleep_until(due(&clock, every, k)) => {}
             _ = stop.cancelled() => break,
         }
-        let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let permit = tokio::select! {
             permit = room.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = stop.cancelled() => break,
         };
-        let (app, history) = (app.clone(), env.history.clone());
+        let work = task(k);
         in_flight.spawn(async move {
-            app.write(&order, &history).await;
+            work.await;
             drop(permit);
         });
         while in_flight.try_join_next().is_some() {}
-        // A late beat is not made up twice: the next order is the next tick
+        // A late beat is not made up twice: the next one is the next tick
         // from now, so the sequence stays the seeded one.
         k = (k + 1).max(next_tick(&clock, every));
     }
@@ -134,51 +146,52 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
 
 /// The reader: on every beat, one product read three ways at one instant —
 /// the truth (directly, no fault), what the strategy's read path serves, and
-/// what the downstream consumer believes.
-async fn reader(app: Arc<App>, env: TaskEnv) {
+/// what the downstream consumer believes. Reads overlap like requests do;
+/// at the end of the run those in hand finish (a cache fill included).
+async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    let every = env.workload.readers;
-    let mut k = next_tick(&clock, every);
-    loop {
-        tokio::time::sleep_until(due(&clock, every, k)).await;
-        let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-        // The truth first: if the served value is older than this, it was
-        // already stale when it was served.
-        let truth = db::read_stock_direct(&env.direct, product_id).await;
-        let served = app.read(product_id).await;
-        let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
-        env.history.read(ReadSample {
-            at: clock.now(),
-            product_id,
-            served: served.value,
-            from_cache: served.from_cache,
-            filled_cache: served.filled_cache,
-            truth,
-            projection,
-        });
-        k = (k + 1).max(next_tick(&clock, every));
-    }
+    on_every_beat(clock, env.workload.readers, stop, move |k| {
+        let (app, env) = (app.clone(), env.clone());
+        async move {
+            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+            // The truth first: if the served value is older than this, it was
+            // already stale when it was served.
+            let truth = db::read_stock_direct(&env.direct, product_id).await;
+            let served = app.read(product_id).await;
+            let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
+            env.history.read(ReadSample {
+                at: clock.now(),
+                product_id,
+                served: served.value,
+                from_cache: served.from_cache,
+                filled_cache: served.filled_cache,
+                truth,
+                projection,
+            });
+        }
+    })
+    .await
 }
 
 /// The unrelated pool probe: a product lookup through the app's pool on the
 /// readers' beat. It has nothing to do with orders; it measures what the
 /// writers' use of the pool does to the rest of the service.
-async fn probe(app: Arc<App>, env: TaskEnv) {
+async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
     let clock = env.history.clock();
-    let every = env.workload.readers;
-    let mut k = next_tick(&clock, every);
-    loop {
-        tokio::time::sleep_until(due(&clock, every, k)).await;
-        let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-        let started = Instant::now();
-        let result = app.db().read_stock(product_id).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        env.history.probe(ProbeSample {
-            at: clock.now(),
-            elapsed_ms,
-            acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
-            failed: result.is_err(),
-        });
-        k = (k + 1).max(next_tick(&clock, every));
-    }
+    on_every_beat(clock, env.workload.readers, stop, move |k| {
+        let (app, env) = (app.clone(), env.clone());
+        async move {
+            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+            let started = Instant::now();
+            let result = app.db().read_stock(product_id).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            env.history.probe(ProbeSample {
+                at: clock.now(),
+                elapsed_ms,
+                acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
+                failed: result.is_err(),
+            });
+        }
+    })
+    .await
 }

@@ -122,6 +122,7 @@ impl Relay {
         // 2. Publish every claimed row, oldest first, and wait for every
         //    acknowledgement. The idempotent producer keeps each partition
         //    (each product) in the order the rows were handed to it.
+        tracing::debug!("relay: claimed {} rows", rows.len());
         let deliveries =
             join_all(rows.iter().map(|(_, key, payload)| self.publisher.publish_detailed(key, payload.as_bytes()))).await;
 
@@ -158,7 +159,9 @@ impl Relay {
         }
         // If this COMMIT is lost, the marks are lost with it: the rows are
         // published again by the next pass — a duplicate, never a loss.
+        tracing::debug!("relay: {} acknowledged, committing the marks", acknowledged.len());
         self.db.commit(tx).await?;
+        tracing::debug!("relay: marks committed");
         pass.published = acknowledged.len();
         pass.dead_lettered = refused.len();
         Ok(pass)
@@ -191,6 +194,9 @@ impl Relay {
     /// The relay's loop: a pass whenever woken, more passes while rows keep
     /// coming, backoff while Kafka or the database fails.
     pub async fn run(self: Arc<Self>) {
+        // A relay claims nothing before its producer can publish: rows it
+        // claimed would otherwise sit locked while the client starts.
+        self.publisher.warm_up(Duration::from_secs(10)).await;
         let mut backoff = BACKOFF_MIN;
         let mut listener = None;
         loop {
