@@ -18,13 +18,15 @@
 //! - [`strategy`]: the six ways of keeping the stores in step, one file
 //!   each, written to be read; they use the store clients [`db`], [`cache`]
 //!   and [`kafka`], each of which classifies its own errors into the
-//!   three-valued outcomes of the [`history`].
+//!   three-valued outcomes of the [`history`]. The CDC strategies' connector
+//!   ([`cdc`]) streams the Postgres WAL to the topic.
 //! - [`snapshot`] → [`reconcile`]: the final read of every store, and the
 //!   pure function that compares it with the history.
 //! - [`report`]: the table, the stories, the JSON.
 //! - [`error`]: failures of the tool itself, and the exit codes.
 
 pub mod cache;
+pub mod cdc;
 pub mod cli;
 pub mod commands;
 pub mod config;

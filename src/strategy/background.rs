@@ -4,13 +4,14 @@
 //! (`postgres_relay`), and a scenario can crash and restart them on their
 //! own. naive, publish-in-tx and cache-aside have none.
 
+use crate::cdc::Connector;
 use crate::error::Result;
 use crate::history::History;
+use crate::scenario::schedule::Component;
 use crate::snapshot::Backlog;
 
 use super::outbox::relay::Relays;
 use super::{Env, Strategy};
-use crate::scenario::schedule::Component;
 
 /// A strategy's background component, if it has one.
 pub enum Background {
@@ -18,6 +19,8 @@ pub enum Background {
     None,
     /// outbox: the relays.
     Relay(Relays),
+    /// cdc and outbox-cdc: the connector streaming the run's replication slot.
+    Connector(Connector),
 }
 
 impl Background {
@@ -25,14 +28,25 @@ impl Background {
     pub async fn start(env: &Env, _history: &History) -> Result<Background> {
         Ok(match env.strategy {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
+            Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
             _ => Background::None,
         })
+    }
+
+    /// Which scenario component this is, so that a crash aimed at another
+    /// (a relay crash in a CDC run) can be ignored.
+    pub fn component(&self) -> Option<Component> {
+        match self {
+            Background::None => None,
+            Background::Relay(_) => Some(Component::Relay),
+            Background::Connector(_) => Some(Component::Connector),
+        }
     }
 
     /// Whether this is the component a scenario names (a relay crash does
     /// nothing to a strategy without a relay).
     pub fn is(&self, component: Component) -> bool {
-        matches!((self, component), (Background::Relay(_), Component::Relay))
+        self.component() == Some(component)
     }
 
     /// The process-death imitation: the component stops at once, mid-work.
@@ -40,6 +54,7 @@ impl Background {
         match self {
             Background::None => {}
             Background::Relay(relays) => relays.crash().await,
+            Background::Connector(c) => c.crash().await,
         }
     }
 
@@ -48,6 +63,7 @@ impl Background {
         match self {
             Background::None => Ok(()),
             Background::Relay(relays) => relays.restart(env).await,
+            Background::Connector(c) => c.restart(env),
         }
     }
 
@@ -57,6 +73,7 @@ impl Background {
             Background::None => true,
             // Dead letters will never be published; they are counted, not waited for.
             Background::Relay(relays) => relays.backlog().await.is_some_and(|b| b.outbox_unpublished == 0),
+            Background::Connector(c) => c.caught_up().await,
         }
     }
 
@@ -65,6 +82,7 @@ impl Background {
         match self {
             Background::None => None,
             Background::Relay(relays) => relays.backlog().await,
+            Background::Connector(c) => Some(c.backlog().await),
         }
     }
 
@@ -73,6 +91,7 @@ impl Background {
         match self {
             Background::None => {}
             Background::Relay(relays) => relays.stop().await,
+            Background::Connector(c) => c.stop().await,
         }
     }
 }

@@ -33,6 +33,9 @@ mod names;
 pub mod naive;
 pub mod outbox;
 pub mod publish_in_tx;
+// CDC strategies.
+pub mod cdc;
+pub mod outbox_cdc;
 
 pub use names::{Expectation, Strategy};
 
@@ -118,6 +121,8 @@ pub enum App {
     PublishInTx(publish_in_tx::PublishInTx),
     CacheAside(cache_aside::CacheAside),
     Outbox(outbox::Outbox),
+    Cdc(cdc::Cdc),
+    OutboxCdc(outbox_cdc::OutboxCdc),
 }
 
 impl App {
@@ -127,7 +132,8 @@ impl App {
             Strategy::PublishInTx => App::PublishInTx(publish_in_tx::PublishInTx::connect(env)?),
             Strategy::CacheAside => App::CacheAside(cache_aside::CacheAside::connect(env)?),
             Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
-            other => unimplemented!("strategy {other} is not built yet"),
+            Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
+            Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
         })
     }
 
@@ -137,6 +143,8 @@ impl App {
             App::PublishInTx(s) => s.write(order, history).await,
             App::CacheAside(s) => s.write(order, history).await,
             App::Outbox(s) => s.write(order, history).await,
+            App::Cdc(s) => s.write(order, history).await,
+            App::OutboxCdc(s) => s.write(order, history).await,
         }
     }
 
@@ -146,6 +154,8 @@ impl App {
             App::PublishInTx(s) => s.read(product_id).await,
             App::CacheAside(s) => s.read(product_id).await,
             App::Outbox(s) => s.read(product_id).await,
+            App::Cdc(s) => s.read(product_id).await,
+            App::OutboxCdc(s) => s.read(product_id).await,
         }
     }
 
@@ -155,6 +165,8 @@ impl App {
             App::PublishInTx(s) => s.db(),
             App::CacheAside(s) => s.db(),
             App::Outbox(s) => s.db(),
+            App::Cdc(s) => s.db(),
+            App::OutboxCdc(s) => s.db(),
         }
     }
 }
@@ -182,13 +194,16 @@ impl Strategy {
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
         Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox => Ok(()),
-        Strategy::Cdc | Strategy::OutboxCdc => Ok(()),
+        // A replication slot and a publication, named after the run.
+        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::prepare(env).await,
     }
 }
 
 /// Removes what [`prepare`] created.
 pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
+        // The slot first: an orphaned one keeps WAL for ever.
+        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::cleanup(env).await,
         _ => Ok(()),
     }
 }
