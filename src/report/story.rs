@@ -77,11 +77,17 @@ fn arrow(anomaly: Anomaly) -> &'static str {
 }
 
 impl Teller<'_> {
-    /// Fault windows and crashes overlapping `[from, until]` on the run's clock.
-    fn circumstances(&self, from: Millis, until: Millis) -> Vec<String> {
+    /// Fault windows on `link` and crashes overlapping `[from, until]` on the
+    /// run's clock.
+    fn circumstances(&self, link: &str, from: Millis, until: Millis) -> Vec<String> {
         let (a, b) = (Duration::from_millis(from), Duration::from_millis(until.max(from)));
-        let mut found: Vec<String> =
-            self.schedule.windows.iter().filter(|w| w.from <= b && a < w.until).map(|w| w.describe()).collect();
+        let mut found: Vec<String> = self
+            .schedule
+            .windows
+            .iter()
+            .filter(|w| w.link == link && w.from <= b && a < w.until)
+            .map(|w| w.describe())
+            .collect();
         for event in self.history {
             if let Event::Crash { at, component, restarted: false } = event {
                 if *at >= from && *at <= until.max(from) {
@@ -116,7 +122,13 @@ impl Teller<'_> {
                 None => "never answered".to_string(),
             };
             let error = l.told.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default();
-            let during = self.circumstances(l.invoked_at, l.completed_at.unwrap_or(l.invoked_at));
+            // The link this leg crossed: the app's own.
+            let link = match leg {
+                Leg::Db => crate::links::POSTGRES,
+                Leg::Topic => crate::links::KAFKA,
+                Leg::Cache => crate::links::REDIS,
+            };
+            let during = self.circumstances(link, l.invoked_at, l.completed_at.unwrap_or(l.invoked_at));
             let during = if during.is_empty() { String::new() } else { format!(" (during {})", during.join(", ")) };
             parts.push(format!("{}: {} {when}{error}{during}", leg.as_str(), l.told.outcome.as_str()));
         }
@@ -197,8 +209,33 @@ impl Teller<'_> {
                     parts.push(fill);
                 }
             }
+            if anomaly == Anomaly::ProjectionDrift {
+                if let Some(ghost) = self.ghost_with_version(product_id, db_version) {
+                    parts.push(ghost);
+                }
+            }
         }
         format!("{} {}", parts.join(" · "), arrow(anomaly))
+    }
+
+    /// A ghost event that carried the version the database later gave to a
+    /// real change: the idempotent consumer, which keeps the highest version,
+    /// took the ghost and ignored the real event as "not newer".
+    fn ghost_with_version(&self, product_id: i32, version: Option<i64>) -> Option<String> {
+        let Some(Ok(records)) = &self.snapshot.topic else { return None };
+        let version = version?;
+        records.iter().find_map(|r| {
+            let event = r.event.as_ref().ok()?;
+            let committed = self.snapshot.orders.iter().any(|o| o.order_id == event.order_id);
+            (event.product_id == product_id && event.version == version && !committed).then(|| {
+                format!(
+                    "a ghost event (order {}, never committed) had already announced version {version} as {}, so \
+                     the consumer, keeping the highest version, ignored the real one",
+                    short(event.order_id),
+                    event.quantity
+                )
+            })
+        })
     }
 
     /// cache-aside's race: a reader that filled the cache with an older
