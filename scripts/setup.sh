@@ -3,10 +3,11 @@
 # does nothing (quietly) when everything is already in place.
 #
 #   scripts/setup.sh          PostgreSQL (wal_level=logical) and Redis
-#   scripts/setup.sh --tests  also what the test suite needs: kcat (an
-#                             independent Kafka console consumer), OpenSSL
+#   scripts/setup.sh --tests  also what the test suite needs: OpenSSL
 #                             headers, and the tansu broker (built once with
-#                             cargo, ~20 minutes on 2 cores, then reused)
+#                             cargo, ~20 minutes on 2 cores, then reused; its
+#                             `tansu cat` is the tests' independent console
+#                             consumer)
 set -euo pipefail
 
 tests=0
@@ -24,13 +25,12 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 if [[ $tests -eq 1 ]]; then
-  command -v kcat >/dev/null 2>&1 || missing+=(kcat)
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   say "installing ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null 2> >(grep -v '^debconf' >&2)
 fi
 
 # ── PostgreSQL: running, reachable over TCP, wal_level=logical ───────────
@@ -49,12 +49,13 @@ if ! pg -c 'SELECT 1' >/dev/null 2>&1; then
   as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust' "$hba"
   pg_start reload
 fi
-if [[ $(pg -c 'SHOW wal_level') != logical ]]; then
+if [[ $(pg -c 'SHOW wal_level') != logical || $(pg -c 'SHOW max_connections') -lt 500 ]]; then
   # Logical decoding (the CDC strategies) needs wal_level=logical, which only
-  # takes effect after a restart. Tests run many CDC runs in parallel, each
-  # with its own slot and WAL sender.
-  say "setting wal_level=logical and restarting PostgreSQL"
+  # takes effect after a restart. Tests run many runs in parallel, each with
+  # about ten connections, and the CDC ones with a slot and a WAL sender.
+  say "setting wal_level=logical (and room for parallel runs) and restarting PostgreSQL"
   pg -c "ALTER SYSTEM SET wal_level = logical" \
+     -c "ALTER SYSTEM SET max_connections = 500" \
      -c "ALTER SYSTEM SET max_replication_slots = 64" \
      -c "ALTER SYSTEM SET max_wal_senders = 64" >/dev/null
   pg_start restart

@@ -1,0 +1,182 @@
+//! What the integration tests share: running a strategy under a scenario
+//! against the real services, with the embedded broker or a real one.
+//!
+//! Every run gets its own fault proxy, its own broker (embedded, or a tansu
+//! process of its own) and its own namespace, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dualwrite::config::{Services, Tuning, Workload};
+use dualwrite::infra::Infra;
+use dualwrite::progress::Progress;
+use dualwrite::runner::{self, Plan, RunResult};
+use dualwrite::scenario::Scenario;
+use dualwrite::strategy::Strategy;
+use tokio_util::sync::CancellationToken;
+
+/// Which Kafka-API broker a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// librdkafka's mock cluster, in-process.
+    Embedded,
+    /// A tansu process of the test's own.
+    Tansu,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The tansu binary: `TANSU_BIN`, else on PATH, else cargo's bin directory.
+/// The tests must run against a real broker, so a missing tansu is a failure
+/// that says how to get it, not a skip.
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        if std::path::Path::new(&bin).exists() {
+            return bin.into();
+        }
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let candidate = std::path::Path::new(dir).join("tansu");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidate = std::path::Path::new(&home).join(".cargo/bin/tansu");
+    assert!(candidate.exists(), "tansu (a Kafka-API broker) is not installed: run `make setup-tests`");
+    candidate
+}
+
+/// A tansu broker process, killed on drop.
+pub struct Tansu {
+    child: Child,
+    pub listen: SocketAddr,
+    pub advertised: SocketAddr,
+}
+
+impl Tansu {
+    /// Starts tansu on a free port, advertising `advertise` (the address
+    /// clients must come back through: a proxy's kafka link), or itself.
+    pub fn start(advertise: Option<SocketAddr>) -> Tansu {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let advertised = advertise.unwrap_or(listen);
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &format!("tcp://{listen}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(listen).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "tansu did not listen on {listen}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tansu { child, listen, advertised }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One run's inputs, with the defaults the built-in scenarios were tuned for.
+pub struct RunSpec {
+    pub strategy: Strategy,
+    pub scenario: String,
+    pub seed: u64,
+    pub duration: Duration,
+    pub backend: Backend,
+    pub tuning: Tuning,
+    pub keep: bool,
+}
+
+impl RunSpec {
+    pub fn new(strategy: Strategy, scenario: &str, seed: u64, duration: Duration) -> RunSpec {
+        RunSpec {
+            strategy,
+            scenario: scenario.to_string(),
+            seed,
+            duration,
+            backend: Backend::Embedded,
+            tuning: Tuning::default(),
+            keep: false,
+        }
+    }
+
+    pub fn on(mut self, backend: Backend) -> RunSpec {
+        self.backend = backend;
+        self
+    }
+
+    pub fn keep(mut self) -> RunSpec {
+        self.keep = true;
+        self
+    }
+
+    /// Runs it: its own proxy, broker and namespace.
+    pub async fn run(self) -> RunResult {
+        let mut services = Services::local();
+        let tansu = match self.backend {
+            Backend::Embedded => None,
+            Backend::Tansu => {
+                // The kafka link listens where tansu says clients must come back.
+                let link: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let tansu = Tansu::start(Some(link));
+                services.brokers = Some(tansu.listen.to_string());
+                services.kafka_proxy_listen = Some(link);
+                Some(tansu)
+            }
+        };
+        let scenario = Arc::new(Scenario::load(&self.scenario).expect("a built-in scenario"));
+        let workload = Workload {
+            seed: self.seed,
+            duration: self.duration,
+            readers: Duration::from_millis(100),
+            writers: Duration::from_secs(1),
+            writer_tasks: 4,
+            products: 6,
+            initial_stock: 1000,
+        };
+        let schedule = scenario.schedule(self.seed, self.duration).expect("the scenario expands");
+        let plan = Plan {
+            strategy: self.strategy,
+            scenario: scenario.clone(),
+            schedule,
+            workload,
+            tuning: self.tuning,
+            keep: self.keep,
+        };
+        let infra = Infra::start(&services).await.expect("the services are reachable (`make setup-tests`)");
+        let result = runner::run(&infra, &plan, &Progress::hidden(), &CancellationToken::new()).await;
+        infra.shutdown().await;
+        drop(tansu);
+        result.unwrap_or_else(|e| panic!("{} under {} failed: {e:#}", self.strategy, self.scenario))
+    }
+}
+
+/// A readable one-line summary of a run, for assertion messages.
+pub fn summary(result: &RunResult) -> String {
+    let f = &result.findings;
+    format!(
+        "{} verdict={:?} orders={:?} anomalies={:?} reasons={:?} drain={:?}",
+        result.strategy,
+        f.verdict,
+        f.orders,
+        f.anomalies.iter().map(|(a, t)| (a.key(), t.count)).collect::<Vec<_>>(),
+        f.reasons,
+        result.snapshot.drain,
+    )
+}
