@@ -29,6 +29,11 @@ const FIX: &str = "is PostgreSQL running? `make setup` starts it; or point --dat
 
 /// Parses a `postgres://` URL.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(Error::Config(format!(
+            "--database-url {url:?} is not a PostgreSQL URL; expected e.g. postgres://postgres@127.0.0.1:5432/postgres"
+        )));
+    }
     PgConnectOptions::from_str(url).map_err(|e| {
         Error::Config(format!(
             "--database-url {url:?} is not a PostgreSQL URL ({e}); expected e.g. postgres://postgres@127.0.0.1:5432/postgres"
@@ -55,6 +60,14 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
     // Connect once now, so an unreachable server is reported here, clearly.
     match tokio::time::timeout(CONNECT_TIMEOUT, pool.acquire()).await {
         Ok(Ok(_conn)) => Ok(pool),
+        // The server answered: it is reachable, but refuses (no such
+        // database, authentication failed, too many connections).
+        Ok(Err(sqlx::Error::Database(e))) => Err(Error::refused(
+            "PostgreSQL",
+            address(&options),
+            format!("let user {:?} into database {:?}", options.get_username(), options.get_database().unwrap_or("postgres")),
+            e,
+        )),
         Ok(Err(e)) => Err(Error::unreachable("PostgreSQL", address(&options), FIX, e)),
         Err(_) => Err(Error::unreachable(
             "PostgreSQL",

@@ -1,0 +1,188 @@
+//! The binary as a user meets it: bad input and unreachable services exit 2
+//! quickly with one clear line and no panic; scenario files are checked with
+//! line numbers; exit codes say whether the verdicts were as expected.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn dualwrite(args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("TOXIPROXY_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dualwrite");
+    (output, started.elapsed())
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Exit 2, fast, no panic, and an error line that contains every `needle`.
+fn assert_refused(args: &[&str], needles: &[&str]) {
+    let (output, took) = dualwrite(args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+    assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let line = err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("{args:?}: no error line in {err}"));
+    for needle in needles {
+        assert!(line.contains(needle), "{args:?}: {line:?} does not mention {needle:?}");
+    }
+}
+
+#[test]
+fn a_duration_that_is_not_one_is_refused() {
+    assert_refused(&["run", "naive", "--writers", "banana"], &["--writers", "banana", "a duration such as 100ms"]);
+    assert_refused(&["run", "naive", "--duration", "0s"], &["--duration", "greater than zero"]);
+}
+
+#[test]
+fn zero_products_is_refused() {
+    assert_refused(&["run", "naive", "--products", "0"], &["--products", "0"]);
+}
+
+#[test]
+fn an_unknown_strategy_is_refused_with_the_known_ones() {
+    assert_refused(&["run", "nieve"], &["nieve"]);
+    // clap lists the known names on the following lines.
+    let err = stderr(&dualwrite(&["run", "nieve"]).0);
+    assert!(err.contains("possible values: naive, publish-in-tx, cache-aside, outbox, cdc, outbox-cdc"), "{err}");
+}
+
+#[test]
+fn a_database_that_refuses_is_not_called_unreachable() {
+    assert_refused(
+        &["run", "naive", "--database-url", "postgres://postgres@127.0.0.1:5432/no_such_db", "--duration", "1s"],
+        &["PostgreSQL", "127.0.0.1:5432", "refused", "no_such_db"],
+    );
+}
+
+#[test]
+fn an_unreachable_database_names_the_service_the_address_and_the_fix() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    assert_refused(
+        &["run", "naive", "--database-url", &url, "--duration", "1s"],
+        &["PostgreSQL", &format!("127.0.0.1:{port}"), "make setup", "--database-url"],
+    );
+}
+
+#[test]
+fn a_database_url_that_is_not_one_is_refused() {
+    assert_refused(&["run", "naive", "--database-url", "mysql:/nope"], &["--database-url", "postgres://"]);
+}
+
+#[test]
+fn an_unreachable_fault_proxy_names_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    assert_refused(&["run", "naive", "--toxiproxy", &url, "--duration", "1s"], &["fault proxy", &url]);
+}
+
+#[test]
+fn an_unknown_scenario_lists_the_built_in_ones() {
+    assert_refused(&["run", "naive", "--scenario", "sunny"], &["sunny", "calm", "flaky-network"]);
+}
+
+/// Every malformed file under tests/scenarios/bad gives the precise message
+/// recorded in expected.txt (file, line, what is wrong) and exits 2.
+#[test]
+fn malformed_scenario_files_are_refused_with_file_and_line() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected = std::fs::read_to_string(dir.join("tests/scenarios/bad/expected.txt")).unwrap();
+    let mut checked = 0;
+    for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+        let file = line.split(".toml:").next().unwrap().to_string() + ".toml";
+        let (output, took) = {
+            let started = Instant::now();
+            let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+                .current_dir(dir)
+                .args(["scenarios", "check", &file])
+                .output()
+                .unwrap();
+            (output, started.elapsed())
+        };
+        assert_eq!(output.status.code(), Some(2), "{file}: {}", stderr(&output));
+        assert!(took < Duration::from_secs(5));
+        assert_eq!(stderr(&output).trim(), format!("error: {line}"), "{file}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} malformed files checked");
+}
+
+#[test]
+fn every_built_in_scenario_is_listed_and_checks_clean() {
+    let (output, _) = dualwrite(&["scenarios"]);
+    assert_eq!(output.status.code(), Some(0));
+    let listed = stdout(&output);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(listed.contains(&name), "{name} is not listed:\n{listed}");
+        let (output, _) = dualwrite(&["scenarios", "check", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn show_prints_a_scenario_and_the_same_schedule_for_the_same_seed() {
+    let show = || stdout(&dualwrite(&["scenarios", "show", "flaky-network", "--seed", "3", "--duration", "15s"]).0);
+    let first = show();
+    assert!(first.contains("[expect]") && first.contains("schedule for seed 3"), "{first}");
+    assert_eq!(first, show());
+    let other = stdout(&dualwrite(&["scenarios", "show", "flaky-network", "--seed", "4", "--duration", "15s"]).0);
+    assert_ne!(first, other, "seed 4 placed the random windows exactly where seed 3 did");
+}
+
+#[test]
+fn help_teaches() {
+    let (output, _) = dualwrite(&["run", "--help"]);
+    let help = stdout(&output);
+    for flag in ["--readers", "--writers", "--writer-tasks", "--duration", "--products", "--seed", "--scenario", "--json", "--keep"] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+    for env in ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "TOXIPROXY_URL"] {
+        assert!(help.contains(env), "run --help lacks {env}");
+    }
+}
+
+/// Exit 0 when the verdict is what the scenario expects, 1 when it is not:
+/// the same faults under a file that expects naive to stay consistent.
+#[test]
+fn exit_codes_follow_the_scenarios_expectation() {
+    let (output, _) = dualwrite(&["run", "naive", "--scenario", "calm", "--duration", "2s", "--seed", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("every verdict is what scenario calm expects"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrong.toml");
+    std::fs::write(
+        &path,
+        r#"description = "naive survives a long Kafka outage (it does not)"
+[expect]
+naive = "consistent"
+[[window]]
+link = "kafka"
+from = "10%"
+until = "90%"
+type = "down"
+"#,
+    )
+    .unwrap();
+    let (output, _) = dualwrite(&["run", "naive", "--scenario", path.to_str().unwrap(), "--duration", "5s", "--seed", "1"]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
+    assert!(out.contains("naive: inconsistent but scenario wrong expects consistent"), "{out}");
+}
