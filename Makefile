@@ -16,7 +16,8 @@ demo: setup build
 	./target/debug/dualwrite compare
 
 test: setup-tests
-	$(CARGO) test --all-targets --no-fail-fast
+	# The integration tests mostly wait on the services; run them wide.
+	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --all-targets --no-fail-fast
 
 setup:
 	@scripts/setup.sh

@@ -66,8 +66,14 @@ impl Tansu {
     /// Starts tansu on a free port, advertising `advertise` (the address
     /// clients must come back through: a proxy's kafka link), or itself.
     pub fn start(advertise: Option<SocketAddr>) -> Tansu {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let advertised = advertise.unwrap_or(listen);
+        let port = free_port();
+        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Tansu::start_on(port, advertise.unwrap_or(listen))
+    }
+
+    /// Starts tansu on `port`, advertising `advertised`.
+    pub fn start_on(port: u16, advertised: SocketAddr) -> Tansu {
+        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &format!("tcp://{listen}")])
             .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
