@@ -143,7 +143,12 @@ impl Cache {
         };
         let server_answered = matches!(&error, CacheError::Redis(e) if e.kind() == redis::ErrorKind::ResponseError);
         if !server_answered {
-            *self.connection.lock().await = None;
+            // Without waiting: if another command holds the slot, it is
+            // opening a fresh connection already, and waiting for it would
+            // stretch this command past its timeout.
+            if let Ok(mut slot) = self.connection.try_lock() {
+                *slot = None;
+            }
         }
         Err(error)
     }
