@@ -236,14 +236,8 @@ async fn main_phase(
             _ = tokio::time::sleep_until(next_step.unwrap_or(end)), if next_step.is_some() => {
                 let (_, step) = steps.next().expect("peeked");
                 match step {
-                    // The process-death imitation: every app task stops where
-                    // it is, then the app's pool and producer are dropped.
-                    Step::Crash(Component::Writer) => {
-                        // Recorded at the moment of death, before the teardown.
-                        history.crash("writer", false);
-                        if let Some(t) = tasks.take() { t.abort().await; }
-                        if let Some(a) = app.take() { crash_app(a).await; }
-                    }
+                    // The process-death imitation (see `crash_writer`).
+                    Step::Crash(Component::Writer) => crash_writer(history, tasks.take(), app.take()).await,
                     Step::Restart(Component::Writer) => {
                         let fresh = Arc::new(App::connect(env)?);
                         tasks = Some(AppTasks::spawn(fresh.clone(), &task_env));
@@ -288,6 +282,22 @@ async fn main_phase(
         }
     }
     outcome.map(|()| log.entries())
+}
+
+/// A writer crash, the process-death imitation: every app task stops where it
+/// is, then the app's pool and producer are dropped. Public so that tests can
+/// crash an app exactly as a scenario does; `tests/crash.rs` shows that it has
+/// each effect of a real process death.
+pub async fn crash_writer(history: &History, tasks: Option<AppTasks>, app: Option<Arc<App>>) {
+    if let Some(t) = tasks {
+        t.abort().await;
+    }
+    // The moment of death, recorded once nothing of the app runs any more and
+    // before the teardown: no event of the dead app can follow it.
+    history.crash("writer", false);
+    if let Some(a) = app {
+        crash_app(a).await;
+    }
 }
 
 /// Drops a crashed app's pool and producer the way a dying process would:

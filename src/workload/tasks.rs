@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Workload, MAX_IN_FLIGHT_PER_WRITER};
 use crate::consumer::Downstream;
@@ -40,6 +41,10 @@ pub struct AppTasks {
     others: Vec<JoinHandle<()>>,
     /// Tells writers to place no more orders and finish those in flight.
     stop: CancellationToken,
+    /// Every order and read in flight. The tasks above spawn them, and
+    /// aborting a task does not wait for what it spawned: a crash waits for
+    /// these too, or a write of the dead app could carry on after its death.
+    in_flight: TaskTracker,
 }
 
 /// A beat: tick `k` is due at `offset + k × every` on the run's clock.
@@ -66,12 +71,15 @@ impl AppTasks {
     /// Starts the writers, the reader and the pool probe on `app`.
     pub fn spawn(app: Arc<App>, env: &TaskEnv) -> AppTasks {
         let stop = CancellationToken::new();
+        let in_flight = TaskTracker::new();
         let writers = (0..env.workload.writer_tasks)
-            .map(|w| tokio::spawn(writer(w, app.clone(), env.clone(), stop.clone())))
+            .map(|w| tokio::spawn(writer(w, app.clone(), env.clone(), stop.clone(), in_flight.clone())))
             .collect();
-        let others =
-            vec![tokio::spawn(reader(app.clone(), env.clone(), stop.clone())), tokio::spawn(probe(app, env.clone(), stop.clone()))];
-        AppTasks { writers, others, stop }
+        let others = vec![
+            tokio::spawn(reader(app.clone(), env.clone(), stop.clone(), in_flight.clone())),
+            tokio::spawn(probe(app, env.clone(), stop.clone(), in_flight.clone())),
+        ];
+        AppTasks { writers, others, stop, in_flight }
     }
 
     /// The end of the main phase: no new orders or reads; those in flight
@@ -100,6 +108,12 @@ impl AppTasks {
         for task in self.writers.into_iter().chain(self.others) {
             let _ = task.await;
         }
+        // A stopped task dropped its orders and reads in flight, which
+        // aborts them but does not wait for them: they stop at their own
+        // next await. Only when they are gone too has the app stopped, and
+        // no longer holds its pool or producer.
+        self.in_flight.close();
+        self.in_flight.wait().await;
     }
 }
 
@@ -108,11 +122,11 @@ impl AppTasks {
 /// requests at a service; when a store is slow they pile up, which is what
 /// exhausts a connection pool. Writer `w` of `W` beats `w/W` of an interval
 /// after writer 0, so orders arrive evenly spread rather than in bursts.
-async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
+async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let every = env.workload.writers;
     let beat = Beat { every, offset: every.mul_f64(w as f64 / env.workload.writer_tasks as f64) };
-    on_every_beat(clock, beat, stop, move |k| {
+    on_every_beat(clock, beat, stop, in_flight, move |k| {
         let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let (app, history) = (app.clone(), env.history.clone());
         async move { app.write(&order, &history).await }
@@ -123,8 +137,9 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
 /// Runs `task(k)` on every beat of `every` — whether or not earlier ones
 /// have finished, up to [`MAX_IN_FLIGHT_PER_WRITER`] at once — until `stop`;
 /// then lets those in flight finish. Requests to a service arrive this way:
-/// a slow store makes them pile up instead of arriving less often.
-async fn on_every_beat<F, Fut>(clock: Clock, beat: Beat, stop: CancellationToken, task: F)
+/// a slow store makes them pile up instead of arriving less often. Each one
+/// is tracked by `tracker`, so that a crash can wait until it is gone.
+async fn on_every_beat<F, Fut>(clock: Clock, beat: Beat, stop: CancellationToken, tracker: TaskTracker, task: F)
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -143,10 +158,10 @@ where
             _ = stop.cancelled() => break,
         };
         let work = task(k);
-        in_flight.spawn(async move {
+        in_flight.spawn(tracker.track_future(async move {
             work.await;
             drop(permit);
-        });
+        }));
         while in_flight.try_join_next().is_some() {}
         // A late beat is not made up twice: the next one is the next tick
         // from now, so the sequence stays the seeded one.
@@ -159,10 +174,10 @@ where
 /// the truth (directly, no fault), what the strategy's read path serves, and
 /// what the downstream consumer believes. Reads overlap like requests do;
 /// at the end of the run those in hand finish (a cache fill included).
-async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
+async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(clock, beat, stop, move |k| {
+    on_every_beat(clock, beat, stop, in_flight, move |k| {
         let (app, env) = (app.clone(), env.clone());
         async move {
             let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
@@ -188,10 +203,10 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
 /// The unrelated pool probe: a product lookup through the app's pool on the
 /// readers' beat. It has nothing to do with orders; it measures what the
 /// writers' use of the pool does to the rest of the service.
-async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken) {
+async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(clock, beat, stop, move |k| {
+    on_every_beat(clock, beat, stop, in_flight, move |k| {
         let (app, env) = (app.clone(), env.clone());
         async move {
             let product_id = generate::read_product(env.workload.seed, k, env.workload.products);

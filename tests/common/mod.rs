@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod stage;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
