@@ -239,10 +239,11 @@ async fn main_phase(
                     // The process-death imitation (see `crash_writer`).
                     Step::Crash(Component::Writer) => crash_writer(history, tasks.take(), app.take()).await,
                     Step::Restart(Component::Writer) => {
+                        // Recorded before the new app's first order can be.
+                        history.crash("writer", true);
                         let fresh = Arc::new(App::connect(env)?);
                         tasks = Some(AppTasks::spawn(fresh.clone(), &task_env));
                         app = Some(fresh);
-                        history.crash("writer", true);
                     }
                     // A relay or connector crash only hits a strategy that has one.
                     Step::Crash(component) if background.is(component) => {

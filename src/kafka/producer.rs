@@ -135,7 +135,9 @@ fn build(config: &PublisherConfig) -> Result<ThreadedProducer<DeliveryContext>> 
         // the idempotent producer may bump its epoch, and the broker can no
         // longer tell the retry from the original: duplicates.)
         .set("request.timeout.ms", timeout_ms.to_string())
-        .set("socket.connection.setup.timeout.ms", "2000")
+        // Long enough for a slow broker's handshake (a latency toxic delays
+        // it too); a refused or reset connection fails at once anyway.
+        .set("socket.connection.setup.timeout.ms", "10000")
         // Reconnect quickly once a fault heals.
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500")

@@ -85,7 +85,7 @@ pub fn consumer_config(bootstrap: &str, client_id: &str) -> ClientConfig {
         // Deliver records as soon as they arrive: the event lag measured
         // downstream should be the strategy's, not the consumer's batching.
         .set("fetch.wait.max.ms", "10")
-        .set("socket.connection.setup.timeout.ms", "2000")
+        .set("socket.connection.setup.timeout.ms", "10000")
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500")
         .set("log_level", "3");
