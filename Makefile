@@ -17,7 +17,7 @@ demo: setup build
 
 test: setup-tests
 	# The integration tests mostly wait on the services; run them wide.
-	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --all-targets --no-fail-fast
+	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --lib --bins --tests --no-fail-fast
 
 setup:
 	@scripts/setup.sh

@@ -52,7 +52,10 @@ async fn main() {
 
     let (_, _, base50, base99) = rows[0];
     println!("commit → event lag, calm, {seconds} s per strategy, one run (ratios to the polling outbox)");
-    println!("{:<14} {:>7} {:>9} {:>9} {:>10} {:>10}", "strategy", "events", "p50 ms", "p99 ms", "p50 ratio", "p99 ratio");
+    println!(
+        "{:<14} {:>7} {:>9} {:>9} {:>10} {:>10}",
+        "strategy", "events", "p50 ms", "p99 ms", "p50 ratio", "p99 ratio"
+    );
     for (strategy, events, p50, p99) in rows {
         println!(
             "{:<14} {:>7} {:>9.1} {:>9.1} {:>10.2} {:>10.2}",

@@ -22,7 +22,11 @@ use crate::history::{StockAfter, Told};
 pub enum CacheError {
     /// Could not open a connection: nothing was sent.
     #[error("cannot connect to Redis at {address}")]
-    Connect { address: String, #[source] source: redis::RedisError },
+    Connect {
+        address: String,
+        #[source]
+        source: redis::RedisError,
+    },
     /// No reply within the bound; the request may have been executed.
     #[error("no reply from Redis within {0:?}")]
     TimedOut(Duration),
@@ -98,9 +102,8 @@ impl Cache {
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout);
+        let config =
+            redis::AsyncConnectionConfig::new().set_connection_timeout(self.timeout).set_response_timeout(self.timeout);
         // Bounded by the caller (`run`), which times out the whole command.
         let conn = self
             .client
@@ -263,7 +266,8 @@ mod tests {
             source: redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
         };
         assert_eq!(classify(&refused).outcome, Outcome::Fail);
-        let reset = CacheError::Redis(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        let reset =
+            CacheError::Redis(redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
         assert_eq!(classify(&reset).outcome, Outcome::Unknown);
     }
 }

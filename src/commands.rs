@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CompareArgs, Command, OutputArgs, RunArgs, ScenariosCommand};
+use crate::cli::{Command, CompareArgs, OutputArgs, RunArgs, ScenariosCommand};
 use crate::config::{Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED};
 use crate::infra::Infra;
@@ -127,7 +127,8 @@ async fn execute(
                 if let Some(path) = &output.history {
                     write_history(&result.history, path)?;
                 }
-                let location = Location { database_url: &services.database_url, brokers: &infra.kafka, kept: output.keep };
+                let location =
+                    Location { database_url: &services.database_url, brokers: &infra.kafka, kept: output.keep };
                 runs.push(RunReport::new(&result, &schedule, location));
             }
             Err(e) => {
@@ -155,11 +156,7 @@ async fn execute(
     if let Some(path) = &output.json {
         write_json(&report, path)?;
     }
-    let width = if std::io::stdout().is_terminal() {
-        comfy_table::Table::new().width().or(Some(120))
-    } else {
-        None
-    };
+    let width = if std::io::stdout().is_terminal() { comfy_table::Table::new().width().or(Some(120)) } else { None };
     crate::report::table::write_text(&report, command, width, out)
         .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
     Ok(if report.all_as_expected() { EXIT_OK } else { EXIT_UNEXPECTED })
@@ -211,7 +208,8 @@ fn scenarios(command: Option<ScenariosCommand>, out: &mut impl Write) -> Result<
             for seconds in [1, 10, 60] {
                 scenario.schedule(1, std::time::Duration::from_secs(seconds))?;
             }
-            writeln!(out, "{}: ok ({})", file.display(), scenario.description.lines().next().unwrap_or("")).map_err(io)?;
+            writeln!(out, "{}: ok ({})", file.display(), scenario.description.lines().next().unwrap_or(""))
+                .map_err(io)?;
         }
     }
     Ok(EXIT_OK)

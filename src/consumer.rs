@@ -58,7 +58,9 @@ impl Downstream {
     /// read up to the watermark.
     pub fn caught_up(&self, high_watermarks: &BTreeMap<i32, i64>) -> bool {
         let shared = self.shared.lock().expect("consumer mutex poisoned");
-        high_watermarks.iter().all(|(p, high)| *high == 0 || shared.next_offsets.get(p).is_some_and(|next| next >= high))
+        high_watermarks
+            .iter()
+            .all(|(p, high)| *high == 0 || shared.next_offsets.get(p).is_some_and(|next| next >= high))
     }
 
     /// How far behind the consumer is, in records, for the drain report.
@@ -95,7 +97,8 @@ async fn consume(consumer: StreamConsumer<crate::kafka::quiet::Quiet>, shared: A
                 let Ok(event) = record.event else { continue };
                 shared.state.first_seen.entry(event.order_id).or_insert(at);
                 // Idempotent by version: only a newer version changes the view.
-                let newer = shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
+                let newer =
+                    shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
                 if newer {
                     shared.state.projection.insert(event.product_id, event.after());
                 }

@@ -49,14 +49,13 @@ pub fn address(options: &PgConnectOptions) -> String {
 /// A small pool straight to Postgres (no proxy), optionally with a schema as
 /// its search_path. Fails within [`CONNECT_TIMEOUT`] with the address and fix.
 pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, max: u32) -> Result<PgPool> {
-    let mut options = options.clone().application_name("dualwrite-checker").log_statements(tracing::log::LevelFilter::Trace);
+    let mut options =
+        options.clone().application_name("dualwrite-checker").log_statements(tracing::log::LevelFilter::Trace);
     if let Some(schema) = schema {
         options = options.options([("search_path", schema)]);
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_lazy_with(options.clone());
+    let pool =
+        PgPoolOptions::new().max_connections(max).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options.clone());
     // Connect once now, so an unreachable server is reported here, clearly.
     match tokio::time::timeout(CONNECT_TIMEOUT, pool.acquire()).await {
         Ok(Ok(_conn)) => Ok(pool),
@@ -65,7 +64,11 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
         Ok(Err(sqlx::Error::Database(e))) => Err(Error::refused(
             "PostgreSQL",
             address(&options),
-            format!("let user {:?} into database {:?}", options.get_username(), options.get_database().unwrap_or("postgres")),
+            format!(
+                "let user {:?} into database {:?}",
+                options.get_username(),
+                options.get_database().unwrap_or("postgres")
+            ),
             e,
         )),
         Ok(Err(e)) => Err(Error::unreachable("PostgreSQL", address(&options), FIX, e)),
@@ -246,7 +249,11 @@ impl AppDb {
     }
 
     /// The order's event as an outbox row (Debezium's column names).
-    pub async fn insert_outbox(&self, tx: &mut PgConnection, event: &crate::event::StockChanged) -> Result<(), DbError> {
+    pub async fn insert_outbox(
+        &self,
+        tx: &mut PgConnection,
+        event: &crate::event::StockChanged,
+    ) -> Result<(), DbError> {
         bounded(
             self.timeout,
             sqlx::query(include_str!("../sql/outbox_insert.sql"))

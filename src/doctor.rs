@@ -26,6 +26,7 @@ pub async fn doctor(args: &DoctorArgs, out: &mut impl Write) -> Result<i32> {
     let mut checks = Vec::new();
     checks.extend(postgres(&services, args.drop_stale).await);
     checks.push(redis(&services).await);
+    checks.push(redis_leftovers(&services, args.drop_stale).await);
     checks.push(kafka(&services).await);
     checks.push(toxiproxy(&services).await);
 
@@ -50,7 +51,12 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
     let options = match crate::db::parse_url(&services.database_url) {
         Ok(o) => o,
         Err(e) => {
-            return vec![Check { name: "postgres", ok: false, found: e.to_string(), fix: Some("pass a postgres:// URL".into()) }]
+            return vec![Check {
+                name: "postgres",
+                ok: false,
+                found: e.to_string(),
+                fix: Some("pass a postgres:// URL".into()),
+            }]
         }
     };
     let address = crate::db::address(&options);
@@ -83,10 +89,11 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
             "`make setup` sets it; by hand: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL".into()
         }),
     });
-    let can_replicate: bool = sqlx::query_scalar("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false);
+    let can_replicate: bool =
+        sqlx::query_scalar("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(false);
     checks.push(Check {
         name: "postgres replication",
         ok: can_replicate,
@@ -114,7 +121,9 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
             if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(slot).execute(&pool).await.is_ok() {
                 dropped.push(format!("slot {slot}"));
             }
-            let _ = sqlx::query(&format!("DROP PUBLICATION IF EXISTS {}", crate::db::quote_ident(slot))).execute(&pool).await;
+            let _ = sqlx::query(&format!("DROP PUBLICATION IF EXISTS {}", crate::db::quote_ident(slot)))
+                .execute(&pool)
+                .await;
         }
         for schema in &schemas {
             let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", crate::db::quote_ident(schema));
@@ -125,7 +134,11 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
         checks.push(Check {
             name: "leftovers",
             ok: true,
-            found: if dropped.is_empty() { "nothing to drop".into() } else { format!("dropped {}", dropped.join(", ")) },
+            found: if dropped.is_empty() {
+                "nothing to drop".into()
+            } else {
+                format!("dropped {}", dropped.join(", "))
+            },
             fix: None,
         });
     } else {
@@ -137,7 +150,11 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
                 stale_slots.len(),
                 if stale_slots.is_empty() { String::new() } else { format!(" ({})", stale_slots.join(", ")) },
                 schemas.len(),
-                if schemas.len() > 5 { String::new() } else if schemas.is_empty() { String::new() } else { format!(" ({})", schemas.join(", ")) }
+                if schemas.is_empty() || schemas.len() > 5 {
+                    String::new()
+                } else {
+                    format!(" ({})", schemas.join(", "))
+                }
             )
         };
         checks.push(Check {
@@ -156,7 +173,9 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
 async fn redis(services: &Services) -> Check {
     let cache = match crate::cache::Cache::new(&services.redis_url, None, "dw_doctor:", Duration::from_secs(2)) {
         Ok(c) => c,
-        Err(e) => return Check { name: "redis", ok: false, found: e.to_string(), fix: Some("pass a redis:// URL".into()) },
+        Err(e) => {
+            return Check { name: "redis", ok: false, found: e.to_string(), fix: Some("pass a redis:// URL".into()) }
+        }
     };
     match cache.ping().await {
         Ok(()) => Check { name: "redis", ok: true, found: format!("answering at {}", cache.address()), fix: None },
@@ -166,6 +185,61 @@ async fn redis(services: &Services) -> Check {
             found: format!("{:#}", anyhow::Error::from(e)),
             fix: Some("`make setup` installs and starts Redis; or set --redis-url / REDIS_URL".into()),
         },
+    }
+}
+
+/// Cache keys of runs whose schema is gone (kept with --keep, then dropped;
+/// or interrupted): every run's keys start with its schema's name.
+async fn redis_leftovers(services: &Services, drop_stale: bool) -> Check {
+    let name = "leftover cache keys";
+    let (Ok(options), Ok(client)) =
+        (crate::db::parse_url(&services.database_url), redis::Client::open(services.redis_url.as_str()))
+    else {
+        return Check { name, ok: true, found: "not checked (see above)".into(), fix: None };
+    };
+    let Ok(pool) = crate::db::connect_direct(&options, None, 1).await else {
+        return Check { name, ok: true, found: "not checked (PostgreSQL unreachable)".into(), fix: None };
+    };
+    let schemas: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'dw\\_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    pool.close().await;
+    let scan = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut keys = Vec::new();
+        let mut iter: redis::AsyncIter<String> = redis::AsyncCommands::scan_match(&mut conn, "dw_*").await?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key?);
+        }
+        drop(iter);
+        Ok::<_, redis::RedisError>((conn, keys))
+    };
+    let Ok(Ok((mut conn, keys))) = tokio::time::timeout(Duration::from_secs(5), scan).await else {
+        return Check { name, ok: true, found: "not checked (Redis unreachable)".into(), fix: None };
+    };
+    let orphans: Vec<String> =
+        keys.into_iter().filter(|k| k.split(':').next().is_some_and(|prefix| !schemas.contains(prefix))).collect();
+    if orphans.is_empty() {
+        return Check { name, ok: true, found: "none".into(), fix: None };
+    }
+    if drop_stale {
+        let deleted: std::result::Result<(), _> = redis::AsyncCommands::del::<_, ()>(&mut conn, &orphans).await;
+        return Check {
+            name,
+            ok: deleted.is_ok(),
+            found: format!("deleted {} keys of runs whose schema is gone", orphans.len()),
+            fix: None,
+        };
+    }
+    Check {
+        name,
+        ok: true,
+        found: format!("{} keys of runs whose schema is gone", orphans.len()),
+        fix: Some("`dualwrite doctor --drop-stale` deletes them".into()),
     }
 }
 
@@ -186,7 +260,9 @@ async fn kafka(services: &Services) -> Check {
     let metadata = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
-            crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-doctor").create_with_context(crate::kafka::quiet::Quiet).map_err(|e| e.to_string())?;
+            crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-doctor")
+                .create_with_context(crate::kafka::quiet::Quiet)
+                .map_err(|e| e.to_string())?;
         let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
     })

@@ -36,11 +36,23 @@ pub enum Error {
     /// A service could not be reached or set up. The message names the
     /// service, the address and the fix; the source says what happened.
     #[error("cannot reach {service} at {address} ({fix})")]
-    Unreachable { service: &'static str, address: String, fix: String, #[source] source: BoxError },
+    Unreachable {
+        service: &'static str,
+        address: String,
+        fix: String,
+        #[source]
+        source: BoxError,
+    },
 
     /// A service answered, but refused what dualwrite needs from it.
     #[error("{service} at {address} refused to {action}")]
-    Refused { service: &'static str, address: String, action: String, #[source] source: BoxError },
+    Refused {
+        service: &'static str,
+        address: String,
+        action: String,
+        #[source]
+        source: BoxError,
+    },
 
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
@@ -49,7 +61,11 @@ pub enum Error {
     Proxy(#[from] crate::proxy::ProxyError),
 
     #[error("cannot write {path}")]
-    Write { path: String, #[source] source: std::io::Error },
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// Ctrl-C. Not a failure of the tool, but the run has no result.
     #[error("interrupted")]

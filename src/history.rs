@@ -400,10 +400,7 @@ mod tests {
 
     #[test]
     fn records_keep_the_order_in_which_orders_began() {
-        let events = vec![
-            Event::Begin { at: 1, order: order(9) },
-            Event::Begin { at: 2, order: order(3) },
-        ];
+        let events = vec![Event::Begin { at: 1, order: order(9) }, Event::Begin { at: 2, order: order(3) }];
         let ids: Vec<_> = write_records(&events).iter().map(|r| r.order.order_id).collect();
         assert_eq!(ids, vec![Uuid::from_u128(9), Uuid::from_u128(3)]);
     }

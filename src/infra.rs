@@ -83,9 +83,10 @@ impl Infra {
                 let proxy = ToxiproxyClient::new(&server.url())?;
                 let embedded = match &services.brokers {
                     Some(_) => None,
-                    None => Some(EmbeddedKafka::start().map_err(|e| {
-                        Error::refused("Kafka", "in-process", "start the embedded broker", e)
-                    })?),
+                    None => Some(
+                        EmbeddedKafka::start()
+                            .map_err(|e| Error::refused("Kafka", "in-process", "start the embedded broker", e))?,
+                    ),
                 };
                 let configs = built_in_configs(&wanted, services, &db, embedded.as_ref())?;
                 let infos = proxy.populate(&configs).await?;
@@ -156,8 +157,11 @@ impl Infra {
         let advertised = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
             use rdkafka::consumer::{BaseConsumer, Consumer};
             let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
-                crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-metadata").create_with_context(crate::kafka::quiet::Quiet).map_err(|e| e.to_string())?;
-            let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+                crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-metadata")
+                    .create_with_context(crate::kafka::quiet::Quiet)
+                    .map_err(|e| e.to_string())?;
+            let metadata =
+                consumer.fetch_metadata(None, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
             Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
         })
         .await;

@@ -68,19 +68,18 @@ impl Progress {
         let elapsed = Duration::from_millis(clock.now());
         let total = plan.workload.duration;
         let counts = history.live_counts();
-        let active: Vec<String> = plan
-            .schedule
-            .active_at(elapsed)
-            .map(|w| format!("{} {}", w.link, w.fault.label()))
-            .collect();
+        let active: Vec<String> =
+            plan.schedule.active_at(elapsed).map(|w| format!("{} {}", w.link, w.fault.label())).collect();
         let drift = history
             .last_read()
             .map(|r| {
                 let show = |v: Option<crate::history::StockAfter>| {
                     v.map(|v| format!("{} v{}", v.quantity, v.version)).unwrap_or_else(|| "–".into())
                 };
-                let served = if plan.strategy.caches() { format!(" · cache {}", show(r.served)) } else { String::new() };
-                let topic = if plan.strategy.publishes() { format!(" · topic {}", show(r.projection)) } else { String::new() };
+                let served =
+                    if plan.strategy.caches() { format!(" · cache {}", show(r.served)) } else { String::new() };
+                let topic =
+                    if plan.strategy.publishes() { format!(" · topic {}", show(r.projection)) } else { String::new() };
                 format!("p{} db {}{served}{topic}", r.product_id, show(r.truth))
             })
             .unwrap_or_default();

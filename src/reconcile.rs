@@ -224,8 +224,7 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
     let mut unknown = false;
 
     // Ground truth: the orders table.
-    let committed: HashMap<OrderId, &crate::db::OrderRow> =
-        snapshot.orders.iter().map(|o| (o.order_id, o)).collect();
+    let committed: HashMap<OrderId, &crate::db::OrderRow> = snapshot.orders.iter().map(|o| (o.order_id, o)).collect();
     let truth: BTreeMap<i32, StockAfter> = snapshot
         .stock
         .iter()
@@ -503,7 +502,8 @@ fn latency(records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
             if db.told.outcome != Outcome::Ok {
                 continue;
             }
-            let (Some(committed_at), Some(seen)) = (db.completed_at, downstream.first_seen.get(&r.order.order_id)) else {
+            let (Some(committed_at), Some(seen)) = (db.completed_at, downstream.first_seen.get(&r.order.order_id))
+            else {
                 continue;
             };
             lags.push(*seen as f64 - committed_at as f64);
@@ -651,8 +651,14 @@ mod tests {
         /// The topic holds order `n`'s event at `version`.
         fn publish(&mut self, n: u128, version: i64) {
             let Some(Ok(topic)) = &mut self.snapshot.topic else { unreachable!() };
-            let event = StockChanged { order_id: id(n), product_id: 1, delta: -2, quantity: 1000 - 2 * version, version };
-            topic.push(TopicRecord { partition: 0, offset: topic.len() as i64, key: Some("1".into()), event: Ok(event.clone()) });
+            let event =
+                StockChanged { order_id: id(n), product_id: 1, delta: -2, quantity: 1000 - 2 * version, version };
+            topic.push(TopicRecord {
+                partition: 0,
+                offset: topic.len() as i64,
+                key: Some("1".into()),
+                event: Ok(event.clone()),
+            });
             let downstream = self.snapshot.downstream.as_mut().unwrap();
             downstream.records += 1;
             let at = self.clock + 5;
@@ -679,7 +685,8 @@ mod tests {
         let f = run.findings();
         assert_eq!(f.verdict, Verdict::Consistent, "{:?}", f.reasons);
         assert_eq!(f.orders, Orders { attempted: 3, committed: 3, acknowledged: 3 });
-        for anomaly in [Anomaly::Lost, Anomaly::Ghost, Anomaly::Duplicate, Anomaly::Reordered, Anomaly::ProjectionDrift] {
+        for anomaly in [Anomaly::Lost, Anomaly::Ghost, Anomaly::Duplicate, Anomaly::Reordered, Anomaly::ProjectionDrift]
+        {
             assert_eq!(f.count(anomaly), Some(0), "{anomaly:?}");
         }
         // No cache, no relay: those anomalies do not apply at all.
@@ -906,7 +913,12 @@ mod tests {
     fn pool_probe_figures() {
         let mut run = Run::publishing();
         for (i, (ms, timeout)) in [(1.0, false), (2.0, false), (1000.0, true)].into_iter().enumerate() {
-            run.history.push(Event::Probe(ProbeSample { at: i as u64, elapsed_ms: ms, acquire_timeout: timeout, failed: timeout }));
+            run.history.push(Event::Probe(ProbeSample {
+                at: i as u64,
+                elapsed_ms: ms,
+                acquire_timeout: timeout,
+                failed: timeout,
+            }));
         }
         let f = run.findings();
         assert_eq!((f.pool.probes, f.pool.acquire_timeouts), (3, 1));

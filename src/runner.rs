@@ -138,7 +138,8 @@ async fn run_prepared(
     let mut background = Background::start(env, &history).await?;
 
     // ── main: workload ‖ faults ‖ crashes ───────────────────────────────
-    let main = main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt).await;
+    let main =
+        main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt).await;
 
     // ── heal: always ────────────────────────────────────────────────────
     // Whatever the main phase did — finished, failed, interrupted — no
@@ -197,7 +198,8 @@ async fn main_phase(
     interrupt: &CancellationToken,
 ) -> Result<Vec<Applied>> {
     let clock = history.clock();
-    let task_env = TaskEnv { workload: plan.workload.clone(), history: history.clone(), direct: direct.clone(), downstream };
+    let task_env =
+        TaskEnv { workload: plan.workload.clone(), history: history.clone(), direct: direct.clone(), downstream };
     let mut app = Some(Arc::new(App::connect(env)?));
     let mut tasks = Some(AppTasks::spawn(app.clone().expect("just connected"), &task_env));
 
@@ -377,7 +379,12 @@ async fn take_snapshot(
     drain: DrainReport,
 ) -> Result<Snapshot> {
     let (orders, stock) = crate::db::read_tables(direct).await.map_err(|e| {
-        Error::refused("PostgreSQL", crate::db::address(&infra.db), format!("read the tables of schema {}", env.schema), e)
+        Error::refused(
+            "PostgreSQL",
+            crate::db::address(&infra.db),
+            format!("read the tables of schema {}", env.schema),
+            e,
+        )
     })?;
     let topic = if plan.strategy.publishes() {
         Some(crate::kafka::topic::read_all(&infra.kafka, &env.topic, Duration::from_secs(30)).await)
@@ -390,7 +397,9 @@ async fn take_snapshot(
             cache
                 .read_all()
                 .await
-                .map(|entries| entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect())
+                .map(|entries| {
+                    entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect()
+                })
                 .map_err(|e| format!("{e:#}")),
         )
     } else {

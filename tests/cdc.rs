@@ -60,7 +60,15 @@ impl Broker {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -111,7 +119,12 @@ fn env(strategy: Strategy, mode: OutboxCdcMode, broker: &Broker) -> Env {
         redis_prefix: format!("{schema}:"),
         schema,
         // No proxy in these tests: every link is the service itself.
-        links: Links { postgres, postgres_relay: postgres, redis: "127.0.0.1:6379".parse().unwrap(), kafka: broker.bootstrap() },
+        links: Links {
+            postgres,
+            postgres_relay: postgres,
+            redis: "127.0.0.1:6379".parse().unwrap(),
+            kafka: broker.bootstrap(),
+        },
         kafka: broker.bootstrap().to_string(),
         tuning: Tuning { outbox_cdc_mode: mode, ..Tuning::default() },
         seed: 0,
@@ -156,7 +169,13 @@ where
 }
 
 fn order(n: usize) -> Order {
-    Order { order_id: Uuid::new_v4(), product_id: (n % PRODUCTS as usize) as i32 + 1, delta: -1, writer: 0, seq: n as u64 }
+    Order {
+        order_id: Uuid::new_v4(),
+        product_id: (n % PRODUCTS as usize) as i32 + 1,
+        delta: -1,
+        writer: 0,
+        seq: n as u64,
+    }
 }
 
 /// Places `n` orders through the strategy's app, one after another.
@@ -236,7 +255,8 @@ async fn confirmed_flush(env: &Env) -> Option<String> {
 async fn write_what_must_not_be_published(env: &Env) -> Vec<OrderId> {
     let pool = dualwrite::db::connect_direct(&env.db, Some(&env.schema), 1).await.unwrap();
     let rolled_back = order(0);
-    let event = String::from_utf8(StockChanged::new(&rolled_back, StockAfter { quantity: 0, version: 999 }).to_json()).unwrap();
+    let event =
+        String::from_utf8(StockChanged::new(&rolled_back, StockAfter { quantity: 0, version: 999 }).to_json()).unwrap();
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("UPDATE stock SET quantity = quantity - 1, version = version + 1 WHERE product_id = 1")
         .execute(&mut *tx)
@@ -247,7 +267,12 @@ async fn write_what_must_not_be_published(env: &Env) -> Vec<OrderId> {
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("SELECT pg_logical_emit_message(true, $1::text, $2::text)").bind(&env.schema).bind(&event).execute(&mut *tx).await.unwrap();
+    sqlx::query("SELECT pg_logical_emit_message(true, $1::text, $2::text)")
+        .bind(&env.schema)
+        .bind(&event)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES ($1, 'stock', '1', 'StockChanged', $2::text::jsonb)")
         .bind(rolled_back.order_id)
         .bind(&event)
@@ -258,8 +283,13 @@ async fn write_what_must_not_be_published(env: &Env) -> Vec<OrderId> {
 
     // Committed, but not this run's: a message with another run's prefix.
     let foreign = order(0);
-    let event = String::from_utf8(StockChanged::new(&foreign, StockAfter { quantity: 0, version: 999 }).to_json()).unwrap();
-    sqlx::query("SELECT pg_logical_emit_message(true, 'dw_some_other_run', $1::text)").bind(&event).execute(&pool).await.unwrap();
+    let event =
+        String::from_utf8(StockChanged::new(&foreign, StockAfter { quantity: 0, version: 999 }).to_json()).unwrap();
+    sqlx::query("SELECT pg_logical_emit_message(true, 'dw_some_other_run', $1::text)")
+        .bind(&event)
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     vec![rolled_back.order_id, foreign.order_id]
 }
@@ -590,8 +620,11 @@ async fn cleanup_drops_the_slot_and_publication() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let publications: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_publication WHERE pubname = $1").bind(&env.schema).fetch_one(&pool).await.unwrap();
+    let publications: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_publication WHERE pubname = $1")
+        .bind(&env.schema)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     dualwrite::db::drop_schema(&env.db, &env.schema).await.unwrap();
     cleaned.expect("cleanup succeeds");
@@ -659,11 +692,19 @@ async fn commit_to_event_latency() {
         background.stop().await;
 
         let seen = seen.lock().unwrap();
-        let mut lags: Vec<f64> =
-            committed_at.iter().map(|(id, at)| seen[id].saturating_duration_since(*at).as_secs_f64() * 1000.0).collect();
+        let mut lags: Vec<f64> = committed_at
+            .iter()
+            .map(|(id, at)| seen[id].saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            .collect();
         lags.sort_by(f64::total_cmp);
         let p = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
-        eprintln!("commit → event lag over {} orders: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lags.len(), p(0.5), p(0.99), p(1.0));
+        eprintln!(
+            "commit → event lag over {} orders: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            lags.len(),
+            p(0.5),
+            p(0.99),
+            p(1.0)
+        );
         assert!(p(0.5) < 250.0, "median lag {:.1} ms", p(0.5));
     })
     .await;

@@ -35,7 +35,8 @@ fn assert_refused(args: &[&str], needles: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
     assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    let line = err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("{args:?}: no error line in {err}"));
+    let line =
+        err.lines().find(|l| l.starts_with("error")).unwrap_or_else(|| panic!("{args:?}: no error line in {err}"));
     for needle in needles {
         assert!(line.contains(needle), "{args:?}: {line:?} does not mention {needle:?}");
     }
@@ -150,7 +151,17 @@ fn show_prints_a_scenario_and_the_same_schedule_for_the_same_seed() {
 fn help_teaches() {
     let (output, _) = dualwrite(&["run", "--help"]);
     let help = stdout(&output);
-    for flag in ["--readers", "--writers", "--writer-tasks", "--duration", "--products", "--seed", "--scenario", "--json", "--keep"] {
+    for flag in [
+        "--readers",
+        "--writers",
+        "--writer-tasks",
+        "--duration",
+        "--products",
+        "--seed",
+        "--scenario",
+        "--json",
+        "--keep",
+    ] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
     for env in ["DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", "TOXIPROXY_URL"] {
@@ -181,7 +192,8 @@ type = "down"
 "#,
     )
     .unwrap();
-    let (output, _) = dualwrite(&["run", "naive", "--scenario", path.to_str().unwrap(), "--duration", "5s", "--seed", "1"]);
+    let (output, _) =
+        dualwrite(&["run", "naive", "--scenario", path.to_str().unwrap(), "--duration", "5s", "--seed", "1"]);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
     assert!(out.contains("naive: inconsistent but scenario wrong expects consistent"), "{out}");

@@ -25,7 +25,12 @@ fn fixed_report() -> Report {
         orders: Orders { attempted: 60, committed: 53, acknowledged: 39 },
         anomalies: anomalies.iter().copied().collect::<BTreeMap<_, _>>(),
         examples: BTreeMap::new(),
-        latency_ms: LatencyMs { write_p50: Some(2.0), write_p99: Some(2502.4), event_lag_p50: Some(350.0), event_lag_p99: Some(12_345.0) },
+        latency_ms: LatencyMs {
+            write_p50: Some(2.0),
+            write_p99: Some(2502.4),
+            event_lag_p50: Some(350.0),
+            event_lag_p99: Some(12_345.0),
+        },
         pool: PoolReport { acquire_timeouts: 0, unrelated_p50_ms: Some(0.5), unrelated_p99_ms: Some(1.0), probes: 150 },
         cache: None,
         backlog_detail: None,
@@ -64,11 +69,13 @@ fn fixed_report() -> Report {
                timed out (during kafka down 6.8–12.0 s) · now: committed as version 4, never on the topic → lost"
             .into(),
     });
-    let mut cache = run("cache-aside", Verdict::Inconsistent, Expectation::Inconsistent, &all(None, None, Some(3), None));
+    let mut cache =
+        run("cache-aside", Verdict::Inconsistent, Expectation::Inconsistent, &all(None, None, Some(3), None));
     cache.latency_ms.event_lag_p50 = None;
     cache.latency_ms.event_lag_p99 = None;
     cache.cache = Some(CacheReads { hits: 80, stale_reads: 12, worst_versions: 2, worst_ms: Some(3100) });
-    let mut outbox = run("outbox", Verdict::Consistent, Expectation::Inconsistent, &all(Some(0), Some(0), None, Some(0)));
+    let mut outbox =
+        run("outbox", Verdict::Consistent, Expectation::Inconsistent, &all(Some(0), Some(0), None, Some(0)));
     outbox.pool.acquire_timeouts = 31;
     Report {
         seed: 3,
@@ -119,13 +126,25 @@ fn the_json_keeps_its_names() {
         assert!(json.get(key).is_some(), "{key}");
     }
     let run = &json["runs"][0];
-    for key in ["strategy", "verdict", "expected", "orders", "anomalies", "examples", "latency_ms", "where", "pool", "stories"] {
+    for key in
+        ["strategy", "verdict", "expected", "orders", "anomalies", "examples", "latency_ms", "where", "pool", "stories"]
+    {
         assert!(run.get(key).is_some(), "runs[].{key}");
     }
     for key in ["attempted", "committed", "acknowledged"] {
         assert!(run["orders"].get(key).is_some(), "orders.{key}");
     }
-    for key in ["lost", "ghost", "duplicate", "reordered", "recovered", "false_failure", "stale_cache", "projection_drift", "backlog"] {
+    for key in [
+        "lost",
+        "ghost",
+        "duplicate",
+        "reordered",
+        "recovered",
+        "false_failure",
+        "stale_cache",
+        "projection_drift",
+        "backlog",
+    ] {
         assert!(run["anomalies"].get(key).is_some(), "anomalies.{key}");
     }
     for key in ["write_p50", "write_p99", "event_lag_p50", "event_lag_p99"] {
@@ -167,7 +186,8 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
         let count = |s: &str, a: &str| runs[s]["anomalies"][a].as_u64();
         assert!(count("naive", "lost").unwrap() > 0, "{stdout}");
         assert!(
-            count("publish-in-tx", "ghost").unwrap() > 0 || runs["publish-in-tx"]["pool"]["acquire_timeouts"].as_u64().unwrap() > 0,
+            count("publish-in-tx", "ghost").unwrap() > 0
+                || runs["publish-in-tx"]["pool"]["acquire_timeouts"].as_u64().unwrap() > 0,
             "{stdout}"
         );
         assert!(count("cache-aside", "stale_cache").unwrap() > 0, "{stdout}");
@@ -179,6 +199,7 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
     }
     let (one, two) = (&first.1, &second.1);
     assert_eq!(one["schedule"], two["schedule"], "same seed, same fault schedule");
-    let verdicts = |r: &serde_json::Value| r["runs"].as_array().unwrap().iter().map(|r| r["verdict"].clone()).collect::<Vec<_>>();
+    let verdicts =
+        |r: &serde_json::Value| r["runs"].as_array().unwrap().iter().map(|r| r["verdict"].clone()).collect::<Vec<_>>();
     assert_eq!(verdicts(one), verdicts(two), "same seed, same verdicts");
 }

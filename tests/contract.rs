@@ -81,7 +81,9 @@ async fn naive_loses_events_when_kafka_resets_and_the_schedule_repeats() {
         assert_eq!(f.verdict, Verdict::Inconsistent, "kafka-resets expects naive inconsistent: {}", summary(result));
         assert_eq!(f.count(Anomaly::Ghost), Some(0));
     }
-    let applied = |r: &dualwrite::runner::RunResult| r.faults.iter().map(|f| (f.window, f.action, f.description.clone())).collect::<Vec<_>>();
+    let applied = |r: &dualwrite::runner::RunResult| {
+        r.faults.iter().map(|f| (f.window, f.action, f.description.clone())).collect::<Vec<_>>()
+    };
     assert!(!applied(&a).is_empty());
     assert_eq!(applied(&a), applied(&b), "same seed, same faults");
 }
@@ -136,8 +138,10 @@ async fn cache_aside_ends_stale_when_redis_swallows_deletes() {
 
     // Independently: every key of the run in Redis against the stock table.
     let ns = &result.namespace;
-    let mut redis = redis::Client::open("redis://127.0.0.1:6379").unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", ns.redis_prefix)).query_async(&mut redis).await.unwrap();
+    let mut redis =
+        redis::Client::open("redis://127.0.0.1:6379").unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}*", ns.redis_prefix)).query_async(&mut redis).await.unwrap();
     let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
     let mut differ = 0;
     for key in &keys {

@@ -105,7 +105,9 @@ fn in_flight(events: &[Event], leg: Leg) -> Vec<OrderId> {
 fn crash_marker(events: &[Event], restarted: bool) -> usize {
     events
         .iter()
-        .position(|e| matches!(e, Event::Crash { component, restarted: r, .. } if component == "writer" && *r == restarted))
+        .position(
+            |e| matches!(e, Event::Crash { component, restarted: r, .. } if component == "writer" && *r == restarted),
+        )
         .expect("the crash is in the history")
 }
 
@@ -113,7 +115,13 @@ fn crash_marker(events: &[Event], restarted: bool) -> usize {
 async fn snapshot(stage: &Stage, with_topic: bool) -> Snapshot {
     let (orders, stock) = dualwrite::db::read_tables(&stage.direct).await.unwrap();
     let topic = if with_topic { Some(Ok(stage.topic().await)) } else { None };
-    Snapshot { orders, stock, topic, drain: DrainReport { completed: true, ..DrainReport::default() }, ..Snapshot::default() }
+    Snapshot {
+        orders,
+        stock,
+        topic,
+        drain: DrainReport { completed: true, ..DrainReport::default() },
+        ..Snapshot::default()
+    }
 }
 
 /// The stage's relay, waiting for work (its producer warmed up, its first
@@ -218,7 +226,10 @@ async fn a_writer_crash_rolls_back_a_transaction_waiting_for_kafka() {
         }
         assert_eq!(committed, Vec::<OrderId>::new(), "no order of the crashed app committed");
         let (_, stock) = dualwrite::db::read_tables(&stage.direct).await.unwrap();
-        assert!(stock.iter().all(|s| s.quantity == INITIAL_STOCK && s.version == 0), "the stock is untouched: {stock:?}");
+        assert!(
+            stock.iter().all(|s| s.quantity == INITIAL_STOCK && s.version == 0),
+            "the stock is untouched: {stock:?}"
+        );
         assert_eq!(stage.topic().await, vec![], "nothing reached the topic either");
     })
     .await;
@@ -265,7 +276,11 @@ async fn messages_queued_in_a_crashed_producer_are_never_sent() {
 
         stage.heal().await;
         for told in join_all(kept_sends).await {
-            assert_eq!(told.outcome, Outcome::Ok, "the survivor's queued message is delivered once Kafka is back: {told:?}");
+            assert_eq!(
+                told.outcome,
+                Outcome::Ok,
+                "the survivor's queued message is delivered once Kafka is back: {told:?}"
+            );
         }
         // Longer than the survivor took: anything still queued anywhere would be out.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -340,7 +355,8 @@ async fn nothing_runs_after_a_writer_crash() {
         restarted.stop(Duration::from_secs(10)).await;
         let events = history.events();
         for id in &waiting {
-            let completed = events.iter().any(|e| matches!(e, Event::Complete { order_id, leg: Leg::Topic, .. } if order_id == id));
+            let completed =
+                events.iter().any(|e| matches!(e, Event::Complete { order_id, leg: Leg::Topic, .. } if order_id == id));
             assert!(!completed, "order {id}'s publish, invoked before the crash, completed after it");
         }
         tokio::task::spawn_blocking(move || drop(witness)).await.unwrap();
@@ -361,7 +377,8 @@ async fn a_crashed_relay_never_marks_what_it_published() {
         let mut relays = relays(&stage).await;
         // One row first, so that the producer's connection to the broker is up.
         let warm = stage.insert_outbox(1).await[0];
-        eventually("the relay to publish a first row", PATIENCE, || async { stage.outbox().await[&warm].published }).await;
+        eventually("the relay to publish a first row", PATIENCE, || async { stage.outbox().await[&warm].published })
+            .await;
 
         // Records reach the broker at once; its acknowledgements take 1.5 s.
         let latency = ToxicKind::Latency { latency: ACK_DELAY.as_millis() as u64, jitter: 0 };
@@ -370,7 +387,8 @@ async fn a_crashed_relay_never_marks_what_it_published() {
         // The witness: a live relay marks a row once the acknowledgement comes.
         let started = Instant::now();
         let witness = stage.insert_outbox(1).await[0];
-        eventually("the live relay to mark its row", PATIENCE, || async { stage.outbox().await[&witness].published }).await;
+        eventually("the live relay to mark its row", PATIENCE, || async { stage.outbox().await[&witness].published })
+            .await;
         let marks_within = started.elapsed();
         assert!(marks_within >= ACK_DELAY, "the mark waited for the acknowledgement ({marks_within:?})");
 
@@ -383,7 +401,11 @@ async fn a_crashed_relay_never_marks_what_it_published() {
         tokio::time::sleep(marks_within + Duration::from_secs(2)).await;
         let rows = stage.outbox().await;
         for id in &ids {
-            assert!(!rows[id].published && rows[id].attempts == 0, "row {id} was marked after its relay died: {:?}", rows[id]);
+            assert!(
+                !rows[id].published && rows[id].attempts == 0,
+                "row {id} was marked after its relay died: {:?}",
+                rows[id]
+            );
         }
 
         // The next relay resumes from the unmarked rows.
@@ -395,7 +417,11 @@ async fn a_crashed_relay_never_marks_what_it_published() {
         .await;
         let deliveries = stage.deliveries().await;
         for id in &ids {
-            assert!(deliveries.get(id).is_some_and(|n| (1..=2).contains(n)), "row {id} delivered {:?} times", deliveries.get(id));
+            assert!(
+                deliveries.get(id).is_some_and(|n| (1..=2).contains(n)),
+                "row {id} delivered {:?} times",
+                deliveries.get(id)
+            );
         }
         relays.stop().await;
     })
@@ -411,11 +437,7 @@ async fn a_crashed_relay_never_marks_what_it_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_commit_is_unknown_and_reconciled_as_recovered() {
     const REPLY_DELAY: Duration = Duration::from_secs(2);
-    let tuning = Tuning {
-        db_timeout: FOREVER,
-        acquire_timeout: FOREVER,
-        ..Tuning::default()
-    };
+    let tuning = Tuning { db_timeout: FOREVER, acquire_timeout: FOREVER, ..Tuning::default() };
     staged(Strategy::Outbox, tuning, |stage| async move {
         let history = History::new(Clock::start());
         let app = Arc::new(App::connect(&stage.env).unwrap());
@@ -430,12 +452,13 @@ async fn a_crash_mid_commit_is_unknown_and_reconciled_as_recovered() {
         // An order a second, no reads: each order takes five replies (10 s),
         // so several are in flight, at different statements, at any time.
         let tasks = AppTasks::spawn(app.clone(), &task_env(&stage, &history, 1, Duration::from_secs(1), NEVER));
-        let id = until_some("an order committed while its writer waits for the reply", Duration::from_secs(60), || async {
-            let waiting = in_flight(&history.events(), Leg::Db);
-            let committed = stage.committed().await;
-            waiting.into_iter().find(|id| committed.contains(id))
-        })
-        .await;
+        let id =
+            until_some("an order committed while its writer waits for the reply", Duration::from_secs(60), || async {
+                let waiting = in_flight(&history.events(), Leg::Db);
+                let committed = stage.committed().await;
+                waiting.into_iter().find(|id| committed.contains(id))
+            })
+            .await;
         crash_writer(&history, tasks, app).await;
         stage.heal().await;
 

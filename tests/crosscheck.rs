@@ -56,7 +56,7 @@ impl World {
                 ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"),
                 ProxyConfig::new("postgres_relay", "127.0.0.1:0", "127.0.0.1:5432"),
                 ProxyConfig::new("redis", "127.0.0.1:0", "127.0.0.1:6379"),
-                ProxyConfig::new("kafka", "127.0.0.1:0", &format!("127.0.0.1:{tansu_port}")),
+                ProxyConfig::new("kafka", "127.0.0.1:0", format!("127.0.0.1:{tansu_port}")),
             ])
             .await
             .unwrap();
@@ -160,7 +160,10 @@ async fn every_figure_matches_psql_and_a_console_consumer() {
 async fn ctrl_c_in_a_fault_window_leaves_no_fault_behind() {
     let world = World::start().await;
     let schemas = || -> HashSet<String> {
-        psql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dw\\_publish\\_in\\_tx\\_%'").lines().map(str::to_string).collect()
+        psql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dw\\_publish\\_in\\_tx\\_%'")
+            .lines()
+            .map(str::to_string)
+            .collect()
     };
     let before = schemas();
     let mut run = Command::new(env!("CARGO_BIN_EXE_dualwrite"))

@@ -98,11 +98,17 @@ async fn a_row_committed_late_with_a_lower_seq_is_published() {
         let db = AppDb::new(stage.direct.clone(), Duration::from_secs(10));
         let early = order(0);
         let mut early_tx = stage.direct.begin().await.unwrap();
-        db.insert_outbox(&mut early_tx, &StockChanged::new(&early, StockAfter { quantity: INITIAL_STOCK - 1, version: 1 }))
+        db.insert_outbox(
+            &mut early_tx,
+            &StockChanged::new(&early, StockAfter { quantity: INITIAL_STOCK - 1, version: 1 }),
+        )
+        .await
+        .unwrap();
+        let early_seq: i64 = sqlx::query_scalar("SELECT seq FROM outbox WHERE id = $1")
+            .bind(early.order_id)
+            .fetch_one(&mut *early_tx)
             .await
             .unwrap();
-        let early_seq: i64 =
-            sqlx::query_scalar("SELECT seq FROM outbox WHERE id = $1").bind(early.order_id).fetch_one(&mut *early_tx).await.unwrap();
 
         // The late one takes a higher seq and commits first.
         let late = stage.insert_outbox(1).await[0];
@@ -111,15 +117,21 @@ async fn a_row_committed_late_with_a_lower_seq_is_published() {
 
         let first = relay.publish_batch().await.unwrap();
         assert_eq!(first, Pass { claimed: 1, published: 1, ..Pass::default() }, "the pass sees the committed row only");
-        let highest_published: i64 =
-            sqlx::query_scalar("SELECT max(seq) FROM outbox WHERE published_at IS NOT NULL").fetch_one(&stage.direct).await.unwrap();
+        let highest_published: i64 = sqlx::query_scalar("SELECT max(seq) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&stage.direct)
+            .await
+            .unwrap();
         assert_eq!(highest_published, late_seq);
 
         // Now the early transaction commits, below the published high mark.
         early_tx.commit().await.unwrap();
 
         // The unsafe relay would skip it for ever: the test can tell.
-        assert_eq!(unsafe_pass(&stage, highest_published).await, Vec::<OrderId>::new(), "the unsafe relay finds nothing");
+        assert_eq!(
+            unsafe_pass(&stage, highest_published).await,
+            Vec::<OrderId>::new(),
+            "the unsafe relay finds nothing"
+        );
 
         // The relay selects unpublished rows, whatever their seq.
         let second = relay.publish_batch().await.unwrap();
@@ -155,7 +167,11 @@ async fn concurrent_relays_publish_each_row_once() {
                     let mut published = 0;
                     loop {
                         let pass = relay.publish_batch().await.expect("the relay's database is reachable");
-                        assert_eq!((pass.retry, pass.dead_lettered), (0, 0), "a healthy Kafka takes every row: {pass:?}");
+                        assert_eq!(
+                            (pass.retry, pass.dead_lettered),
+                            (0, 0),
+                            "a healthy Kafka takes every row: {pass:?}"
+                        );
                         published += pass.published;
                         if pass.claimed == 0 {
                             if inserted.load(Ordering::SeqCst) && all_published(&stage).await {
@@ -359,7 +375,10 @@ async fn a_commit_wakes_the_relay_at_once() {
                 .find(|r| r.order.order_id == order.order_id)
                 .and_then(|r| r.outcome(Leg::Db));
             assert_eq!(told, Some(Outcome::Ok), "the order committed");
-            eventually("the order's row to be published", PROMPT, || async { stage.outbox().await[&order.order_id].published }).await;
+            eventually("the order's row to be published", PROMPT, || async {
+                stage.outbox().await[&order.order_id].published
+            })
+            .await;
             assert!(committed.elapsed() < PROMPT, "published {:?} after the commit", committed.elapsed());
             ids.insert(order.order_id);
         }

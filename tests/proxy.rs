@@ -14,9 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dualwrite::proxy::{
-    ProxyConfig, ProxyError, ProxyServer, ProxyUpdate, Stream, Toxic, ToxicKind, ToxiproxyClient,
-};
+use dualwrite::proxy::{ProxyConfig, ProxyError, ProxyServer, ProxyUpdate, Stream, Toxic, ToxicKind, ToxiproxyClient};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,7 +38,8 @@ impl Harness {
 
     /// A proxy named `name` in front of `upstream`; returns its listen address.
     async fn proxy(&self, name: &str, upstream: SocketAddr) -> SocketAddr {
-        let info = self.client.create_proxy(&ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string())).await.unwrap();
+        let info =
+            self.client.create_proxy(&ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string())).await.unwrap();
         info.listen_addr().unwrap()
     }
 
@@ -171,7 +170,11 @@ async fn proxies_are_created_shown_and_refused_like_toxiproxy() {
     assert!(body["error"].as_str().unwrap().starts_with("bad request body: "), "{body}");
     // Created disabled: not listening, listen kept as given.
     let (status, body) = h
-        .call(reqwest::Method::POST, "/proxies", Some(json!({"name": "off", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1", "enabled": false})))
+        .call(
+            reqwest::Method::POST,
+            "/proxies",
+            Some(json!({"name": "off", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1", "enabled": false})),
+        )
         .await;
     assert_eq!((status, body["enabled"].clone(), body["listen"].clone()), (201, json!(false), json!("127.0.0.1:0")));
 
@@ -209,7 +212,8 @@ async fn toxics_are_created_shown_updated_and_removed_like_toxiproxy() {
     assert_eq!((status, body), (409, json!({"error": "toxic already exists", "status": 409})));
     let (status, body) = h.call(reqwest::Method::POST, toxics, Some(json!({"type": "gremlins"}))).await;
     assert_eq!((status, body), (400, json!({"error": "invalid toxic type", "status": 400})));
-    let (status, body) = h.call(reqwest::Method::POST, toxics, Some(json!({"type": "latency", "stream": "sideways"}))).await;
+    let (status, body) =
+        h.call(reqwest::Method::POST, toxics, Some(json!({"type": "latency", "stream": "sideways"}))).await;
     assert_eq!(
         (status, body),
         (400, json!({"error": "stream was invalid, can be either upstream or downstream", "status": 400}))
@@ -233,7 +237,8 @@ async fn toxics_are_created_shown_updated_and_removed_like_toxiproxy() {
     assert_eq!(body["toxics"].as_array().unwrap().len(), 2);
 
     // An update changes only what it names.
-    let (status, body) = h.call(reqwest::Method::PATCH, "/proxies/p/toxics/slow", Some(json!({"attributes": {"latency": 250}}))).await;
+    let (status, body) =
+        h.call(reqwest::Method::PATCH, "/proxies/p/toxics/slow", Some(json!({"attributes": {"latency": 250}}))).await;
     assert_eq!(status, 200);
     assert_eq!(body["attributes"], json!({"latency": 250, "jitter": 10}));
     assert_eq!(body["toxicity"], json!(0.5));
@@ -285,9 +290,8 @@ async fn populate_creates_keeps_and_replaces_by_name() {
     assert_eq!((replaced[0].toxics.len(), replaced[0].upstream.clone()), (0, b.to_string()));
 
     // Refused as a whole, with Toxiproxy's message and a null proxy list.
-    let (status, body) = h
-        .call(reqwest::Method::POST, "/populate", Some(json!([{"name": "three", "listen": "127.0.0.1:0"}])))
-        .await;
+    let (status, body) =
+        h.call(reqwest::Method::POST, "/populate", Some(json!([{"name": "three", "listen": "127.0.0.1:0"}]))).await;
     assert_eq!(
         (status, body),
         (400, json!({"error": "missing required field: upstream at proxy 1", "status": 400, "proxies": null}))
@@ -396,14 +400,14 @@ fn an_independent_client_drives_our_server() {
     use toxiproxy_rust::proxy::ProxyPack;
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (server, upstream) = runtime.block_on(async {
-        (ProxyServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap(), echo_server().await)
-    });
+    let (server, upstream) = runtime
+        .block_on(async { (ProxyServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap(), echo_server().await) });
     let client = toxiproxy_rust::client::Client::new(server.api_addr());
     assert!(client.is_running());
     assert!(client.version().unwrap().contains("version"));
 
-    let proxies = client.populate(vec![ProxyPack::new("echo".into(), "127.0.0.1:0".into(), upstream.to_string())]).unwrap();
+    let proxies =
+        client.populate(vec![ProxyPack::new("echo".into(), "127.0.0.1:0".into(), upstream.to_string())]).unwrap();
     assert_eq!(proxies.len(), 1);
     let listen: SocketAddr = proxies[0].proxy_pack.listen.parse().unwrap();
     assert!(client.all().unwrap().contains_key("echo"));
@@ -485,7 +489,11 @@ async fn latency_hits_a_live_connection_and_ends_with_removal() {
     // An update applies to the live connection too.
     let toxic = h.add("p", ToxicKind::Latency { latency: 100, jitter: 0 }, Stream::Downstream).await;
     let (status, _) = h
-        .call(reqwest::Method::PATCH, &format!("/proxies/p/toxics/{}", toxic.name), Some(json!({"attributes": {"latency": 400}})))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/proxies/p/toxics/{}", toxic.name),
+            Some(json!({"attributes": {"latency": 400}})),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(roundtrip(&mut conn, b"slower").await >= Duration::from_millis(395));
@@ -720,7 +728,8 @@ async fn toxicity_decides_per_connection() {
     h.client.add_toxic("p", &toxic).await.unwrap();
     assert!(roundtrip(&mut conn, b"spared").await < Duration::from_millis(200));
     // An update re-rolls, as Toxiproxy restarts the toxic on every link.
-    let (status, _) = h.call(reqwest::Method::PATCH, "/proxies/p/toxics/latency_downstream", Some(json!({"toxicity": 1.0}))).await;
+    let (status, _) =
+        h.call(reqwest::Method::PATCH, "/proxies/p/toxics/latency_downstream", Some(json!({"toxicity": 1.0}))).await;
     assert_eq!(status, 200);
     assert!(roundtrip(&mut conn, b"hit").await >= Duration::from_millis(395));
     h.server.shutdown().await;
@@ -800,8 +809,13 @@ async fn serve_refuses_a_bad_config_with_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = taken.local_addr().unwrap();
     let busy = dir.path().join("busy.json");
-    std::fs::write(&busy, json!([{"name": "pg", "listen": port.to_string(), "upstream": "127.0.0.1:5432"}]).to_string()).unwrap();
-    let err = tokio::time::timeout(BOUND, dualwrite::proxy::serve(free_addr(), Some(&busy))).await.unwrap().unwrap_err();
+    std::fs::write(
+        &busy,
+        json!([{"name": "pg", "listen": port.to_string(), "upstream": "127.0.0.1:5432"}]).to_string(),
+    )
+    .unwrap();
+    let err =
+        tokio::time::timeout(BOUND, dualwrite::proxy::serve(free_addr(), Some(&busy))).await.unwrap().unwrap_err();
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.starts_with("cannot create the proxies declared in "), "{chain}");
     assert!(chain.contains(&format!("listen tcp {port}: ")), "{chain}");

@@ -130,7 +130,8 @@ async fn postgres_blackhole_stalls_a_query_and_its_connection_does_not_survive()
     timed_select(&mut conn, 1).await;
 
     let toxic = h.add("postgres", ToxicKind::Timeout { timeout: 0 }, Stream::Upstream).await;
-    let stalled = timeout(Duration::from_millis(500), sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn)).await;
+    let stalled =
+        timeout(Duration::from_millis(500), sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn)).await;
     assert!(stalled.is_err(), "the query completed through a black hole: {stalled:?}");
 
     // The request fell into the black hole; removing the toxic closes the
@@ -209,10 +210,8 @@ async fn redis_reset_peer_fails_the_command() {
     timed_ping(&mut conn).await;
 
     let toxic = h.add("redis", ToxicKind::ResetPeer { timeout: 0 }, Stream::Downstream).await;
-    let err = timeout(BOUND, redis::cmd("PING").query_async::<String>(&mut conn))
-        .await
-        .expect("PING timed out")
-        .unwrap_err();
+    let err =
+        timeout(BOUND, redis::cmd("PING").query_async::<String>(&mut conn)).await.expect("PING timed out").unwrap_err();
     assert!(err.is_io_error() || err.is_connection_dropped(), "{err:?}");
 
     h.remove("redis", &toxic).await;
@@ -243,7 +242,8 @@ async fn redis_black_hole_swallows_commands_and_closes_the_connection() {
     assert!(broken.is_err(), "the black-holed connection survived");
     // ...and the key is still there: the swallowed DEL never ran.
     let mut fresh = redis_conn(listen).await;
-    let got: Option<String> = timeout(BOUND, redis::cmd("GET").arg(&key).query_async(&mut fresh)).await.unwrap().unwrap();
+    let got: Option<String> =
+        timeout(BOUND, redis::cmd("GET").arg(&key).query_async(&mut fresh)).await.unwrap().unwrap();
     assert_eq!(got.as_deref(), Some("v1"));
 
     // A raw RESP socket: no late reply ever arrives; the socket is closed.
@@ -319,8 +319,8 @@ async fn kafka_producer_stalls_under_a_toxic_and_recovers_after_reset() {
     assert!(delivered.is_ok(), "{delivered:?}");
 
     // The broker told the producer to use the proxy, not its own port.
-    let metadata = tokio::task::block_in_place(|| producer.client().fetch_metadata(Some(&topic), Duration::from_secs(5)))
-        .unwrap();
+    let metadata =
+        tokio::task::block_in_place(|| producer.client().fetch_metadata(Some(&topic), Duration::from_secs(5))).unwrap();
     let broker = &metadata.brokers()[0];
     assert_eq!((broker.host(), broker.port()), (listen.ip().to_string().as_str(), i32::from(listen.port())));
 

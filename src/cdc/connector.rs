@@ -219,8 +219,12 @@ impl Connector {
     /// happens in the background: a link that is down is retried, not an error.
     pub async fn start(env: &Env) -> Result<Connector> {
         let direct = crate::db::connect_direct(&env.db, Some(&env.schema), 1).await?;
-        let mut connector =
-            Connector { config: Arc::new(ConnectorConfig::from_env(env)), ledger: Arc::default(), direct, running: None };
+        let mut connector = Connector {
+            config: Arc::new(ConnectorConfig::from_env(env)),
+            ledger: Arc::default(),
+            direct,
+            running: None,
+        };
         connector.spawn(env)?;
         Ok(connector)
     }
@@ -659,7 +663,11 @@ fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, publisher: &
 
 /// The event for an inserted row of the captured table; `None` for a row of
 /// any other table.
-fn capture_insert(config: &ConnectorConfig, relations: &Relations, insert: &Insert) -> Result<Option<Outgoing>, CaptureError> {
+fn capture_insert(
+    config: &ConnectorConfig,
+    relations: &Relations,
+    insert: &Insert,
+) -> Result<Option<Outgoing>, CaptureError> {
     let relation = relations.get(insert.relation).ok_or(CaptureError::UnknownRelation(insert.relation))?;
     let Some(table) = config.capture.table().filter(|t| relation.is(&config.schema, t)) else { return Ok(None) };
     let column = |name: &'static str| {
@@ -803,7 +811,12 @@ mod tests {
     #[test]
     fn an_orders_row_becomes_a_stock_changed_keyed_by_product() {
         let mut relations = Relations::default();
-        relations.remember(relation(7, "dw_cdc_test", "orders", &["order_id", "product_id", "delta", "quantity", "version"]));
+        relations.remember(relation(
+            7,
+            "dw_cdc_test",
+            "orders",
+            &["order_id", "product_id", "delta", "quantity", "version"],
+        ));
         let insert = Insert { relation: 7, values: text(&[ORDER, "3", "-2", "998", "4"]) };
         let out = capture_insert(&config(Capture::Orders), &relations, &insert).unwrap().unwrap();
         assert_eq!(out.key, "3");
@@ -826,8 +839,14 @@ mod tests {
     #[test]
     fn an_outbox_row_is_published_as_is_keyed_by_aggregate() {
         let mut relations = Relations::default();
-        relations.remember(relation(9, "dw_cdc_test", "outbox", &["id", "aggregatetype", "aggregateid", "type", "payload"]));
-        let payload = format!(r#"{{"delta": -1, "version": 2, "order_id": "{ORDER}", "quantity": 5, "product_id": 4}}"#);
+        relations.remember(relation(
+            9,
+            "dw_cdc_test",
+            "outbox",
+            &["id", "aggregatetype", "aggregateid", "type", "payload"],
+        ));
+        let payload =
+            format!(r#"{{"delta": -1, "version": 2, "order_id": "{ORDER}", "quantity": 5, "product_id": 4}}"#);
         let insert = Insert { relation: 9, values: text(&["id", "stock", "4", "StockChanged", &payload]) };
         let out = capture_insert(&config(Capture::OutboxTable), &relations, &insert).unwrap().unwrap();
         assert_eq!(out.key, "4");

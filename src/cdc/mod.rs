@@ -110,28 +110,36 @@ pub async fn prepare(env: &Env) -> Result<()> {
             // Messages need no table; pgoutput still needs a publication name.
             None => format!("CREATE PUBLICATION {}", quote_ident(slot)),
         };
-        sqlx::query(&publication).execute(&direct).await.map_err(|e| refused(&env.db, format!("create publication {slot}"), e))?;
+        sqlx::query(&publication)
+            .execute(&direct)
+            .await
+            .map_err(|e| refused(&env.db, format!("create publication {slot}"), e))?;
         // Creating the slot waits for the transactions already running
         // anywhere in the cluster to end (the slot needs a consistent
         // starting point). A session left idle in a transaction would make
         // that wait endless; the server-side timeout cancels it cleanly (a
         // client-side one would leave the server to finish the slot anyway,
         // orphaned).
-        let mut conn = direct.acquire().await.map_err(|e| refused(&env.db, format!("create replication slot {slot}"), e))?;
+        let mut conn =
+            direct.acquire().await.map_err(|e| refused(&env.db, format!("create replication slot {slot}"), e))?;
         sqlx::query(&format!("SET statement_timeout = '{}s'", SLOT_CREATE_LIMIT.as_secs()))
             .execute(&mut *conn)
             .await
             .map_err(|e| refused(&env.db, format!("create replication slot {slot}"), e))?;
-        sqlx::query(include_str!("../../sql/replication_slot_create.sql")).bind(slot).execute(&mut *conn).await.map_err(|e| {
-            refused(
-                &env.db,
-                format!(
+        sqlx::query(include_str!("../../sql/replication_slot_create.sql"))
+            .bind(slot)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                refused(
+                    &env.db,
+                    format!(
                     "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction \
                      for more than {SLOT_CREATE_LIMIT:?}?)"
                 ),
-                e,
-            )
-        })?;
+                    e,
+                )
+            })?;
         // The connection (and its timeout) ends with the pool, just below.
         Ok(())
     }
@@ -147,9 +155,14 @@ pub async fn cleanup(env: &Env) -> Result<()> {
     let slot = slot_name(env);
     let direct = db::connect_direct(&env.db, None, 1).await?;
     let result = async {
-        drop_slot(&direct, slot, Duration::from_secs(15)).await.map_err(|e| refused(&env.db, format!("drop replication slot {slot}"), e))?;
+        drop_slot(&direct, slot, Duration::from_secs(15))
+            .await
+            .map_err(|e| refused(&env.db, format!("drop replication slot {slot}"), e))?;
         let publication = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(slot));
-        sqlx::query(&publication).execute(&direct).await.map_err(|e| refused(&env.db, format!("drop publication {slot}"), e))?;
+        sqlx::query(&publication)
+            .execute(&direct)
+            .await
+            .map_err(|e| refused(&env.db, format!("drop publication {slot}"), e))?;
         Ok(())
     }
     .await;
@@ -178,8 +191,10 @@ async fn drop_slot(direct: &PgPool, slot: &str, limit: Duration) -> Result<(), s
 /// connector has not confirmed yet, plus whatever other runs have written
 /// since (the WAL is the cluster's, not the run's). `None` if the slot is gone.
 pub async fn slot_lag_bytes(direct: &PgPool, slot: &str) -> Result<Option<u64>, sqlx::Error> {
-    let lag: Option<Option<i64>> =
-        sqlx::query_scalar(include_str!("../../sql/replication_slot_lag.sql")).bind(slot).fetch_optional(direct).await?;
+    let lag: Option<Option<i64>> = sqlx::query_scalar(include_str!("../../sql/replication_slot_lag.sql"))
+        .bind(slot)
+        .fetch_optional(direct)
+        .await?;
     Ok(lag.flatten().map(|bytes| bytes.max(0) as u64))
 }
 

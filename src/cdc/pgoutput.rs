@@ -194,7 +194,8 @@ impl<'a> Reader<'a> {
 
     /// A NUL-terminated string.
     fn cstr(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let end = self.bytes.iter().position(|&b| b == 0).ok_or(DecodeError::Truncated { message: self.message, field })?;
+        let end =
+            self.bytes.iter().position(|&b| b == 0).ok_or(DecodeError::Truncated { message: self.message, field })?;
         let text = self.take(end, field)?;
         self.take(1, field)?;
         String::from_utf8(text.to_vec()).map_err(|_| DecodeError::NotUtf8 { message: self.message, field })

@@ -51,10 +51,8 @@ const BROKER_ID: i32 = 1;
 impl EmbeddedKafka {
     /// Starts a one-broker cluster listening on an ephemeral loopback port.
     pub fn start() -> Result<EmbeddedKafka, EmbeddedKafkaError> {
-        let host: BaseProducer = ClientConfig::new()
-            .set("log_level", "3")
-            .create()
-            .map_err(EmbeddedKafkaError::Client)?;
+        let host: BaseProducer =
+            ClientConfig::new().set("log_level", "3").create().map_err(EmbeddedKafkaError::Client)?;
         // SAFETY: `host`'s native handle is valid for as long as `host` lives,
         // and `host` outlives the cluster (see Drop).
         let cluster = unsafe { rdsys::rd_kafka_mock_cluster_new(host.client().native_ptr(), 1) };
@@ -62,9 +60,8 @@ impl EmbeddedKafka {
             return Err(EmbeddedKafkaError::Create);
         }
         // SAFETY: the cluster is valid; the returned string is owned by it.
-        let bootstrap = unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(cluster)) }
-            .to_string_lossy()
-            .into_owned();
+        let bootstrap =
+            unsafe { CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(cluster)) }.to_string_lossy().into_owned();
         match bootstrap.split(',').next().and_then(|a| a.parse::<SocketAddr>().ok()) {
             Some(listen) => Ok(EmbeddedKafka { cluster, listen, _host: host }),
             None => {
@@ -87,12 +84,7 @@ impl EmbeddedKafka {
         let host = CString::new(addr.ip().to_string()).expect("an IP address has no NUL byte");
         // SAFETY: the cluster is valid; librdkafka copies the host string.
         unsafe {
-            rdsys::rd_kafka_mock_broker_set_host_port(
-                self.cluster,
-                BROKER_ID,
-                host.as_ptr(),
-                i32::from(addr.port()),
-            )
+            rdsys::rd_kafka_mock_broker_set_host_port(self.cluster, BROKER_ID, host.as_ptr(), i32::from(addr.port()))
         };
     }
 

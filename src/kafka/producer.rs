@@ -190,7 +190,9 @@ impl Publisher {
                 told: Told::unknown("the producer was closed before it reported the delivery"),
                 permanent: false,
             },
-            Err(_) => Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false },
+            Err(_) => {
+                Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false }
+            }
         };
         if delivery.told.outcome != crate::history::Outcome::Ok {
             self.rebuild_if_fatal(&producer);

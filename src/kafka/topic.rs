@@ -14,9 +14,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::quiet::Quiet;
 use crate::error::{Error, Result};
 use crate::event::StockChanged;
-use super::quiet::Quiet;
 
 /// Partitions of every run's topic. More than one, so that per-product
 /// ordering (by key) is what keeps events in order, as in production.
@@ -116,8 +116,9 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Resul
     let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<Quiet> =
-            consumer_config(&bootstrap, "dualwrite-watermarks").create_with_context(Quiet).map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<Quiet> = consumer_config(&bootstrap, "dualwrite-watermarks")
+            .create_with_context(Quiet)
+            .map_err(|e| e.to_string())?;
         let mut marks = BTreeMap::new();
         for p in parts {
             let (_low, high) = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;

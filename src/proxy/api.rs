@@ -153,10 +153,7 @@ pub(crate) fn router(collection: Arc<Collection>) -> Router {
         .route("/reset", axum::routing::post(reset))
         .route("/populate", axum::routing::post(populate))
         .route("/proxies", get(proxy_index).post(proxy_create))
-        .route(
-            "/proxies/{proxy}",
-            get(proxy_show).post(proxy_update).patch(proxy_update).delete(proxy_delete),
-        )
+        .route("/proxies/{proxy}", get(proxy_show).post(proxy_update).patch(proxy_update).delete(proxy_delete))
         .route("/proxies/{proxy}/toxics", get(toxic_index).post(toxic_create))
         .route(
             "/proxies/{proxy}/toxics/{toxic}",
@@ -209,7 +206,12 @@ struct ProxyInput {
 
 impl ProxyInput {
     fn into_config(self) -> ProxyConfig {
-        ProxyConfig { name: self.name, listen: self.listen, upstream: self.upstream, enabled: self.enabled.unwrap_or(true) }
+        ProxyConfig {
+            name: self.name,
+            listen: self.listen,
+            upstream: self.upstream,
+            enabled: self.enabled.unwrap_or(true),
+        }
     }
 }
 
@@ -240,11 +242,10 @@ async fn populate(State(collection): Shared, body: Bytes) -> Response {
     match result {
         Ok(proxies) => (StatusCode::CREATED, Json(serde_json::json!({ "proxies": proxies }))).into_response(),
         // Toxiproxy puts the error beside a null proxy list.
-        Err(e) => (
-            e.status_code(),
-            Json(serde_json::json!({ "error": e.message, "status": e.status, "proxies": null })),
-        )
-            .into_response(),
+        Err(e) => {
+            (e.status_code(), Json(serde_json::json!({ "error": e.message, "status": e.status, "proxies": null })))
+                .into_response()
+        }
     }
 }
 
@@ -252,7 +253,11 @@ async fn proxy_show(State(collection): Shared, Path(proxy): Path<String>) -> Res
     collection.with_proxy(&proxy, |p| Ok(p.info())).await.map(Json)
 }
 
-async fn proxy_update(State(collection): Shared, Path(proxy): Path<String>, body: Bytes) -> Result<Json<ProxyInfo>, ApiError> {
+async fn proxy_update(
+    State(collection): Shared,
+    Path(proxy): Path<String>,
+    body: Bytes,
+) -> Result<Json<ProxyInfo>, ApiError> {
     // 404 before 400, as Toxiproxy looks the proxy up first.
     collection.with_proxy(&proxy, |_| Ok(())).await?;
     let update: ProxyUpdate = parse_body(&body)?;
@@ -268,7 +273,11 @@ async fn toxic_index(State(collection): Shared, Path(proxy): Path<String>) -> Re
     collection.with_proxy(&proxy, |p| Ok(p.toxics.list())).await.map(Json)
 }
 
-async fn toxic_create(State(collection): Shared, Path(proxy): Path<String>, body: Bytes) -> Result<Json<Toxic>, ApiError> {
+async fn toxic_create(
+    State(collection): Shared,
+    Path(proxy): Path<String>,
+    body: Bytes,
+) -> Result<Json<Toxic>, ApiError> {
     collection
         .with_proxy(&proxy, |p| {
             let toxic = parse_new_toxic(&body)?;
@@ -283,9 +292,7 @@ async fn toxic_create(State(collection): Shared, Path(proxy): Path<String>, body
 /// `<type>_<stream>`, the type is checked, and only then the attributes.
 fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
     let mut value: Value = parse_body(body)?;
-    let fields = value
-        .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
+    let fields = value.as_object_mut().ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
     let stream = match fields.get("stream") {
         None | Some(Value::Null) => "downstream".to_string(),
         Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
@@ -313,11 +320,11 @@ fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
     serde_json::from_value(value).map_err(ApiError::bad_request_body)
 }
 
-async fn toxic_show(State(collection): Shared, Path((proxy, toxic)): Path<(String, String)>) -> Result<Json<Toxic>, ApiError> {
-    collection
-        .with_proxy(&proxy, |p| p.toxics.get(&toxic).ok_or_else(ApiError::toxic_not_found))
-        .await
-        .map(Json)
+async fn toxic_show(
+    State(collection): Shared,
+    Path((proxy, toxic)): Path<(String, String)>,
+) -> Result<Json<Toxic>, ApiError> {
+    collection.with_proxy(&proxy, |p| p.toxics.get(&toxic).ok_or_else(ApiError::toxic_not_found)).await.map(Json)
 }
 
 /// The body of a toxic update: only these two fields can change.
@@ -346,7 +353,10 @@ async fn toxic_update(
         .map(Json)
 }
 
-async fn toxic_delete(State(collection): Shared, Path((proxy, toxic)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn toxic_delete(
+    State(collection): Shared,
+    Path((proxy, toxic)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     collection.with_proxy(&proxy, |p| p.toxics.remove(&toxic)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

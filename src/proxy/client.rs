@@ -229,7 +229,10 @@ mod tests {
     fn urls_encode_names() {
         let client = ToxiproxyClient::new("http://127.0.0.1:8474/").unwrap();
         assert_eq!(client.base_url(), "http://127.0.0.1:8474");
-        assert_eq!(client.url(&["proxies", "a b/c", "toxics"]).as_str(), "http://127.0.0.1:8474/proxies/a%20b%2Fc/toxics");
+        assert_eq!(
+            client.url(&["proxies", "a b/c", "toxics"]).as_str(),
+            "http://127.0.0.1:8474/proxies/a%20b%2Fc/toxics"
+        );
     }
 
     #[test]

@@ -125,7 +125,8 @@ impl Proxy {
     }
 }
 
-type Subscriptions = (tokio::sync::watch::Receiver<super::toxic_set::Chain>, tokio::sync::watch::Receiver<super::toxic_set::Chain>);
+type Subscriptions =
+    (tokio::sync::watch::Receiver<super::toxic_set::Chain>, tokio::sync::watch::Receiver<super::toxic_set::Chain>);
 
 async fn accept_loop(
     listener: TcpListener,
@@ -184,7 +185,11 @@ impl Collection {
     }
 
     /// Runs `f` on the named proxy.
-    pub async fn with_proxy<T>(&self, name: &str, f: impl FnOnce(&mut Proxy) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub async fn with_proxy<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Proxy) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let mut proxies = self.proxies.lock().await;
         let proxy = proxies.get_mut(name).ok_or_else(ApiError::proxy_not_found)?;
         f(proxy)

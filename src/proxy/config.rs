@@ -45,8 +45,8 @@ impl ProxyConfig {
 
 /// Reads a Toxiproxy `-config` file.
 pub fn load_config(path: &Path) -> Result<Vec<ProxyConfig>, ProxyError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ProxyError::ConfigRead { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ProxyError::ConfigRead { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|source| ProxyError::ConfigParse { path: path.to_path_buf(), source })
 }
 

@@ -55,13 +55,7 @@ pub enum ProxyError {
 
     /// The Toxiproxy answered with an error status; `message` is its own text.
     #[error("the fault proxy at {url} refused {method} {path} with HTTP {status}: {message}")]
-    Api {
-        url: String,
-        method: &'static str,
-        path: String,
-        status: u16,
-        message: String,
-    },
+    Api { url: String, method: &'static str, path: String, status: u16, message: String },
 
     /// The Toxiproxy answered, but not with the JSON Toxiproxy 2.x sends.
     #[error(

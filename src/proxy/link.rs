@@ -564,12 +564,7 @@ mod tests {
     /// sender, the event sender, the far end of the pipe and the pump task.
     fn pump(
         kinds: &[ToxicKind],
-    ) -> (
-        watch::Sender<Chain>,
-        mpsc::Sender<Event>,
-        tokio::io::DuplexStream,
-        tokio::task::JoinHandle<Ending>,
-    ) {
+    ) -> (watch::Sender<Chain>, mpsc::Sender<Event>, tokio::io::DuplexStream, tokio::task::JoinHandle<Ending>) {
         let (chain_tx, chain_rx) = watch::channel(chain(kinds));
         let (events_tx, mut events_rx) = mpsc::channel(16);
         let (mut near, far) = tokio::io::duplex(64 * 1024);

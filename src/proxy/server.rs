@@ -106,7 +106,9 @@ pub async fn serve(api_listen: SocketAddr, config: Option<&Path>) -> Result<(), 
             }
         };
         match server.collection.populate(&configs).await {
-            Ok(proxies) => tracing::info!(config = %path.display(), proxies = proxies.len(), "populated proxies from file"),
+            Ok(proxies) => {
+                tracing::info!(config = %path.display(), proxies = proxies.len(), "populated proxies from file")
+            }
             Err(source) => {
                 server.shutdown().await;
                 return Err(ProxyError::ConfigApply { path: path.to_path_buf(), source });

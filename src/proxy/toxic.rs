@@ -113,15 +113,8 @@ impl ToxicKind {
     }
 
     /// Every type name Toxiproxy (and the built-in server) knows.
-    pub const TYPE_NAMES: [&'static str; 7] = [
-        "latency",
-        "timeout",
-        "reset_peer",
-        "bandwidth",
-        "slow_close",
-        "slicer",
-        "limit_data",
-    ];
+    pub const TYPE_NAMES: [&'static str; 7] =
+        ["latency", "timeout", "reset_peer", "bandwidth", "slow_close", "slicer", "limit_data"];
 }
 
 fn default_toxicity() -> f32 {
@@ -150,12 +143,7 @@ pub struct Toxic {
 impl Toxic {
     /// A toxic with Toxiproxy's default name `<type>_<stream>` and toxicity 1.
     pub fn new(kind: ToxicKind, stream: Stream) -> Toxic {
-        Toxic {
-            name: format!("{}_{}", kind.type_name(), stream),
-            stream,
-            toxicity: 1.0,
-            kind,
-        }
+        Toxic { name: format!("{}_{}", kind.type_name(), stream), stream, toxicity: 1.0, kind }
     }
 }
 
@@ -211,8 +199,7 @@ mod tests {
 
     #[test]
     fn missing_fields_take_toxiproxys_defaults() {
-        let toxic: Toxic =
-            serde_json::from_str(r#"{"type": "reset_peer", "attributes": {}}"#).unwrap();
+        let toxic: Toxic = serde_json::from_str(r#"{"type": "reset_peer", "attributes": {}}"#).unwrap();
         assert_eq!(toxic.kind, ToxicKind::ResetPeer { timeout: 0 });
         assert_eq!(toxic.stream, Stream::Downstream);
         assert_eq!(toxic.toxicity, 1.0);
@@ -232,10 +219,8 @@ mod tests {
     #[test]
     fn reads_from_toml_too() {
         // Scenario files declare toxics in TOML with the same field names.
-        let toxic: Toxic = toml::from_str(
-            "type = \"bandwidth\"\nstream = \"upstream\"\n[attributes]\nrate = 64\n",
-        )
-        .unwrap();
+        let toxic: Toxic =
+            toml::from_str("type = \"bandwidth\"\nstream = \"upstream\"\n[attributes]\nrate = 64\n").unwrap();
         assert_eq!(toxic.kind, ToxicKind::Bandwidth { rate: 64 });
     }
 

@@ -76,9 +76,9 @@ impl ToxicSet {
     }
 
     fn find(&self, name: &str) -> Option<(Stream, LiveToxic)> {
-        [Stream::Upstream, Stream::Downstream].into_iter().find_map(|s| {
-            self.sender(s).borrow().iter().find(|t| t.toxic.name == name).map(|t| (s, t.clone()))
-        })
+        [Stream::Upstream, Stream::Downstream]
+            .into_iter()
+            .find_map(|s| self.sender(s).borrow().iter().find(|t| t.toxic.name == name).map(|t| (s, t.clone())))
     }
 
     /// Adds a toxic at the end of its direction's chain. Names are unique
@@ -118,7 +118,8 @@ impl ToxicSet {
         if let Some(toxicity) = toxicity {
             toxic.toxicity = toxicity;
         }
-        let updated = LiveToxic { id: live.id, revision: live.revision + 1, since: Instant::now(), toxic: toxic.clone() };
+        let updated =
+            LiveToxic { id: live.id, revision: live.revision + 1, since: Instant::now(), toxic: toxic.clone() };
         self.sender(stream).send_modify(|chain| {
             if let Some(slot) = Arc::make_mut(chain).iter_mut().find(|t| t.id == live.id) {
                 *slot = updated;

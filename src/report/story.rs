@@ -44,7 +44,12 @@ pub fn stories(history: &[Event], snapshot: &Snapshot, findings: &Findings, sche
             (_, Some(order_id)) => teller.order(*anomaly, order_id, &example.detail),
             (_, None) => teller.product(*anomaly, example.product_id, &example.detail),
         };
-        stories.push(Story { anomaly: anomaly.key(), order_id: example.order_id, product_id: example.product_id, text });
+        stories.push(Story {
+            anomaly: anomaly.key(),
+            order_id: example.order_id,
+            product_id: example.product_id,
+            text,
+        });
     }
     stories
 }
@@ -196,13 +201,15 @@ impl Teller<'_> {
         // The order that made the database's current version: its legs say
         // why the cache or the consumer did not follow.
         let db_version = self.snapshot.stock.iter().find(|s| s.product_id == product_id).map(|s| s.version);
-        let last = self
-            .records
-            .iter()
-            .filter(|r| r.order.product_id == product_id && r.after.map(|a| Some(a.version) == db_version).unwrap_or(false))
-            .last();
+        let last = self.records.iter().rev().find(|r| {
+            r.order.product_id == product_id && r.after.map(|a| Some(a.version) == db_version).unwrap_or(false)
+        });
         if let Some(record) = last {
-            parts.push(format!("its last order {} began at {}", short(record.order.order_id), seconds(record.begun_at)));
+            parts.push(format!(
+                "its last order {} began at {}",
+                short(record.order.order_id),
+                seconds(record.begun_at)
+            ));
             parts.extend(self.legs(record));
             if anomaly == Anomaly::StaleCache {
                 if let Some(fill) = self.late_fill(product_id, record) {

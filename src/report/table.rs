@@ -51,7 +51,8 @@ pub fn table(report: &Report, width: Option<u16>) -> Table {
 
 fn row(run: &RunReport) -> Vec<Cell> {
     let o = run.orders;
-    let mut cells = vec![Cell::new(&run.strategy), Cell::new(format!("{}/{}/{}", o.attempted, o.committed, o.acknowledged))];
+    let mut cells =
+        vec![Cell::new(&run.strategy), Cell::new(format!("{}/{}/{}", o.attempted, o.committed, o.acknowledged))];
     for (_, key) in ANOMALY_COLUMNS {
         let text = match run.anomalies.get(key).copied().flatten() {
             Some(n) => n.to_string(),
@@ -112,11 +113,7 @@ pub fn write_text(report: &Report, command: &str, width: Option<u16>, out: &mut 
             writeln!(out, "  {} · {}: {}", run.strategy, story.anomaly, story.text)?;
         }
     }
-    let notes: Vec<_> = report
-        .runs
-        .iter()
-        .flat_map(|r| r.reasons.iter().map(move |reason| (r, reason)))
-        .collect();
+    let notes: Vec<_> = report.runs.iter().flat_map(|r| r.reasons.iter().map(move |reason| (r, reason))).collect();
     if !notes.is_empty() {
         writeln!(out)?;
         writeln!(out, "verdicts:")?;

@@ -80,8 +80,7 @@ pub(super) fn expand(spec: &Spec, file: &str, seed: u64, run: Duration) -> Resul
         placed.push(Placed { entry: w.entry, link: w.link, fault: &w.fault, from, until: until.min(end) });
     }
     for (j, b) in placed.iter().enumerate() {
-        if let Some(a) = placed[..j].iter().find(|a| same_kind(a, b) && a.from < b.until && b.from < a.until)
-        {
+        if let Some(a) = placed[..j].iter().find(|a| same_kind(a, b) && a.from < b.until && b.from < a.until) {
             return Err(invalid(
                 &b.entry,
                 format!(
@@ -108,10 +107,7 @@ pub(super) fn expand(spec: &Spec, file: &str, seed: u64, run: Duration) -> Resul
             continue;
         }
         if stop <= start {
-            return Err(invalid(
-                &r.entry,
-                format!("\"within\" ({}–{}) is empty", seconds(start), seconds(stop)),
-            ));
+            return Err(invalid(&r.entry, format!("\"within\" ({}–{}) is empty", seconds(start), seconds(stop))));
         }
         // At least a millisecond, or a percentage of a very short run could
         // round to an empty window.
@@ -208,14 +204,9 @@ pub(super) fn expand(spec: &Spec, file: &str, seed: u64, run: Duration) -> Resul
             fault: p.fault.clone(),
         })
         .collect();
-    windows.sort_by(|a, b| {
-        (a.from, &a.link, a.until, a.fault.label()).cmp(&(b.from, &b.link, b.until, b.fault.label()))
-    });
-    Ok(Schedule {
-        windows,
-        crashes: crashes.into_iter().map(|(_, c)| c).collect(),
-        knobs: spec.knobs.clone(),
-    })
+    windows
+        .sort_by(|a, b| (a.from, &a.link, a.until, a.fault.label()).cmp(&(b.from, &b.link, b.until, b.fault.label())));
+    Ok(Schedule { windows, crashes: crashes.into_iter().map(|(_, c)| c).collect(), knobs: spec.knobs.clone() })
 }
 
 fn same_kind(a: &Placed, b: &Placed) -> bool {

@@ -240,9 +240,7 @@ pub(super) fn read(file: &str, text: &str) -> Result<Spec, ScenarioError> {
         // serde says "field"; the TOML spec and our users say "key". Its
         // list of keys includes `toxicity`, which a window only reads in
         // order to refuse it, so it is not offered.
-        message: one_line(
-            &e.message().replacen("unknown field", "unknown key", 1).replace(", `toxicity`", ""),
-        ),
+        message: one_line(&e.message().replacen("unknown field", "unknown key", 1).replace(", `toxicity`", "")),
     })?;
 
     let mut checker = Checker { text, problems: Vec::new() };
@@ -287,8 +285,8 @@ fn parse_point(text: &str) -> Result<Point, String> {
             Ok(d) => At::After(d),
             Err(_) => {
                 return Err(format!(
-                "\"{text}\" is neither a percentage of the run (\"20%\") nor a duration (\"5s\", \"1500ms\")"
-            ))
+                    "\"{text}\" is neither a percentage of the run (\"20%\") nor a duration (\"5s\", \"1500ms\")"
+                ))
             }
         }
     };
@@ -316,28 +314,24 @@ impl Checker<'_> {
             Some(d) => {
                 self.problem(
                     d.span().start,
-                    "\"description\" is empty; its first line is the summary `dualwrite scenarios` lists"
-                        .into(),
+                    "\"description\" is empty; its first line is the summary `dualwrite scenarios` lists".into(),
                 );
                 String::new()
             }
             None => {
                 self.problem(
                     0,
-                    "missing \"description\"; its first line is the summary `dualwrite scenarios` lists"
-                        .into(),
+                    "missing \"description\"; its first line is the summary `dualwrite scenarios` lists".into(),
                 );
                 String::new()
             }
         };
         let duration = model.duration.as_ref().and_then(|v| self.duration(v));
         let expect = self.expect(model.expect.unwrap_or_default());
-        let windows: Vec<WindowSpec> =
-            model.window.iter().enumerate().filter_map(|(i, w)| self.window(i, w)).collect();
+        let windows: Vec<WindowSpec> = model.window.iter().enumerate().filter_map(|(i, w)| self.window(i, w)).collect();
         self.window_overlaps(&windows);
         let randoms = model.random.iter().enumerate().filter_map(|(i, r)| self.random(i, r)).collect();
-        let crashes: Vec<CrashSpec> =
-            model.crash.iter().enumerate().filter_map(|(i, c)| self.crash(i, c)).collect();
+        let crashes: Vec<CrashSpec> = model.crash.iter().enumerate().filter_map(|(i, c)| self.crash(i, c)).collect();
         self.crash_overlaps(&crashes);
         let knobs = model.workload.map(|w| self.workload(w)).unwrap_or_default();
         Spec { description, duration, expect, windows, randoms, crashes, knobs }
@@ -356,10 +350,7 @@ impl Checker<'_> {
                 None
             }
             None => {
-                self.problem(
-                    offset,
-                    format!("\"duration\" must be a duration like \"20s\", not {}", value.get_ref()),
-                );
+                self.problem(offset, format!("\"duration\" must be a duration like \"20s\", not {}", value.get_ref()));
                 None
             }
         }
@@ -399,10 +390,7 @@ impl Checker<'_> {
 
     fn link(&mut self, entry: &Entry, link: Option<&Str>) -> Option<&'static str> {
         let Some(link) = link else {
-            self.problem(
-                entry.offset,
-                format!("{entry}: missing \"link\" (one of: {})", comma_list(links::ALL)),
-            );
+            self.problem(entry.offset, format!("{entry}: missing \"link\" (one of: {})", comma_list(links::ALL)));
             return None;
         };
         let found = links::ALL.into_iter().find(|l| l == link.get_ref());
@@ -448,9 +436,7 @@ impl Checker<'_> {
             if let Some(s) = stream {
                 self.problem(
                     s.span().start,
-                    format!(
-                        "{entry}: \"down\" disables the proxy in both directions; it takes no \"stream\""
-                    ),
+                    format!("{entry}: \"down\" disables the proxy in both directions; it takes no \"stream\""),
                 );
             }
             if let Some(a) = attributes {
@@ -549,10 +535,7 @@ impl Checker<'_> {
             _ => None,
         };
         let Some((a, b)) = pair else {
-            self.problem(
-                offset,
-                format!("{entry}: {key} must be a pair like {example}, not {}", value.get_ref()),
-            );
+            self.problem(offset, format!("{entry}: {key} must be a pair like {example}, not {}", value.get_ref()));
             return None;
         };
         let (low, high) = match (parse_point(a), parse_point(b)) {
@@ -580,13 +563,7 @@ impl Checker<'_> {
         let entry = self.entry("window", index, window.span().start);
         let w = window.get_ref();
         let link = self.link(&entry, w.link.as_ref());
-        let fault = self.fault(
-            &entry,
-            w.kind.as_ref(),
-            w.stream.as_ref(),
-            w.attributes.as_ref(),
-            w.toxicity.as_ref(),
-        );
+        let fault = self.fault(&entry, w.kind.as_ref(), w.stream.as_ref(), w.attributes.as_ref(), w.toxicity.as_ref());
         let from = self.point(&entry, "from", w.from.as_ref());
         let until = self.point(&entry, "until", w.until.as_ref());
         let (link, fault, from, until) = (link?, fault?, from?, until?);
@@ -599,9 +576,7 @@ impl Checker<'_> {
             Some(Ordering::Equal) => {
                 self.problem(
                     offset,
-                    format!(
-                        "{entry}: \"until\" ({until}) is the same as \"from\"; the window would be empty"
-                    ),
+                    format!("{entry}: \"until\" ({until}) is the same as \"from\"; the window would be empty"),
                 );
                 return None;
             }
@@ -647,13 +622,7 @@ impl Checker<'_> {
         let entry = self.entry("random", index, random.span().start);
         let r = random.get_ref();
         let link = self.link(&entry, r.link.as_ref());
-        let fault = self.fault(
-            &entry,
-            r.kind.as_ref(),
-            r.stream.as_ref(),
-            r.attributes.as_ref(),
-            r.toxicity.as_ref(),
-        );
+        let fault = self.fault(&entry, r.kind.as_ref(), r.stream.as_ref(), r.attributes.as_ref(), r.toxicity.as_ref());
         let count = match &r.count {
             None => {
                 self.problem(entry.offset, format!("{entry}: missing \"count\" (how many windows to place)"));
@@ -671,10 +640,7 @@ impl Checker<'_> {
         let name = entry.to_string();
         let length = match &r.length {
             None => {
-                self.problem(
-                    entry.offset,
-                    format!("{entry}: missing \"length\" (a range like [\"5%\", \"10%\"])"),
-                );
+                self.problem(entry.offset, format!("{entry}: missing \"length\" (a range like [\"5%\", \"10%\"])"));
                 None
             }
             Some(v) => self.range(&name, "length", v, false),
@@ -828,8 +794,7 @@ mod tests {
             let json = serde_json::json!({ "type": type_name, "attributes": {} });
             let kind: ToxicKind = serde_json::from_value(json).unwrap();
             let back = serde_json::to_value(&kind).unwrap();
-            let mut keys: Vec<&str> =
-                back["attributes"].as_object().unwrap().keys().map(String::as_str).collect();
+            let mut keys: Vec<&str> = back["attributes"].as_object().unwrap().keys().map(String::as_str).collect();
             let mut ours: Vec<&str> = attributes.iter().map(|(n, _)| *n).collect();
             keys.sort();
             ours.sort();

@@ -117,10 +117,8 @@ impl Scenario {
                 .map_err(|source| ScenarioError::Read { path: PathBuf::from(name_or_path), source })?;
             return Scenario::parse(name_or_path, &text);
         }
-        Scenario::builtin(name_or_path).ok_or_else(|| ScenarioError::NotFound {
-            name: name_or_path.to_owned(),
-            known: Scenario::builtin_names(),
-        })
+        Scenario::builtin(name_or_path)
+            .ok_or_else(|| ScenarioError::NotFound { name: name_or_path.to_owned(), known: Scenario::builtin_names() })
     }
 
     /// Parses and validates a scenario file's text; `file_label` names it in
@@ -175,8 +173,7 @@ impl Scenario {
 
 /// `dualwrite scenarios`: each built-in's name and summary, aligned.
 pub fn write_list(out: &mut impl Write) -> io::Result<()> {
-    let scenarios: Vec<Scenario> =
-        Scenario::builtin_names().into_iter().filter_map(Scenario::builtin).collect();
+    let scenarios: Vec<Scenario> = Scenario::builtin_names().into_iter().filter_map(Scenario::builtin).collect();
     let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &scenarios {
         writeln!(out, "{:width$}  {}", s.name, s.summary())?;
@@ -245,12 +242,7 @@ pub fn write_schedule(schedule: &Schedule, out: &mut impl Write) -> io::Result<(
         writeln!(out, "{line}")?;
     }
     if let Some((low, high)) = schedule.knobs.cache_fill_delay {
-        writeln!(
-            out,
-            "  cache fill delay {}–{} ms (cache-aside readers)",
-            low.as_millis(),
-            high.as_millis()
-        )?;
+        writeln!(out, "  cache fill delay {}–{} ms (cache-aside readers)", low.as_millis(), high.as_millis())?;
     }
     Ok(())
 }

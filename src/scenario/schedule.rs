@@ -52,13 +52,7 @@ impl Window {
 
     /// `kafka reset_peer 12.0–15.0 s`
     pub fn describe(&self) -> String {
-        format!(
-            "{} {} {:.1}–{:.1} s",
-            self.link,
-            self.fault.label(),
-            self.from.as_secs_f64(),
-            self.until.as_secs_f64()
-        )
+        format!("{} {} {:.1}–{:.1} s", self.link, self.fault.label(), self.from.as_secs_f64(), self.until.as_secs_f64())
     }
 }
 

@@ -59,8 +59,7 @@ fn builtins_are_exactly_the_files_in_scenarios() {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path).unwrap();
             let embedded = BUILTINS.iter().find(|(n, _)| *n == name);
-            let (_, embedded) =
-                embedded.unwrap_or_else(|| panic!("scenarios/{name}.toml is not in BUILTINS"));
+            let (_, embedded) = embedded.unwrap_or_else(|| panic!("scenarios/{name}.toml is not in BUILTINS"));
             assert_eq!(*embedded, text, "scenarios/{name}.toml differs from its embedded copy");
             on_disk.insert(name);
         }
@@ -88,8 +87,7 @@ fn every_builtin_validates_and_expands() {
         runs.extend(s.default_duration());
         for run in runs {
             for seed in [0, 1, 7, 42, u64::MAX] {
-                let schedule =
-                    s.schedule(seed, run).unwrap_or_else(|e| panic!("{name} at {run:?}, seed {seed}: {e}"));
+                let schedule = s.schedule(seed, run).unwrap_or_else(|e| panic!("{name} at {run:?}, seed {seed}: {e}"));
                 assert_well_formed(name, &schedule, run);
                 if name != "calm" {
                     let faults = schedule.windows.len() + schedule.crashes.len();
@@ -201,10 +199,7 @@ fn a_file_reads_as_written() {
     assert_eq!(schedule.crashes[0].component, Component::Relay);
     assert_eq!(ms(schedule.crashes[0].at), 5000);
     assert_eq!(ms(schedule.crashes[0].restart_after), 1000);
-    assert_eq!(
-        schedule.knobs.cache_fill_delay,
-        Some((Duration::from_millis(20), Duration::from_millis(200)))
-    );
+    assert_eq!(schedule.knobs.cache_fill_delay, Some((Duration::from_millis(20), Duration::from_millis(200))));
 }
 
 #[test]
@@ -252,11 +247,7 @@ fn the_same_seed_gives_the_same_schedule() {
     for name in Scenario::builtin_names() {
         let s = Scenario::builtin(name).unwrap();
         for seed in [0, 7, 123_456] {
-            assert_eq!(
-                s.schedule(seed, 15 * SECOND).unwrap(),
-                s.schedule(seed, 15 * SECOND).unwrap(),
-                "{name}"
-            );
+            assert_eq!(s.schedule(seed, 15 * SECOND).unwrap(), s.schedule(seed, 15 * SECOND).unwrap(), "{name}");
         }
     }
 }
@@ -270,8 +261,7 @@ fn random_windows_follow_the_seed_and_fixed_ones_do_not() {
             .windows
             .iter()
             .filter(|w| {
-                w.link == "kafka"
-                    || matches!(&w.fault, Fault::Toxic { toxic } if toxic.stream == Stream::Downstream)
+                w.link == "kafka" || matches!(&w.fault, Fault::Toxic { toxic } if toxic.stream == Stream::Downstream)
             })
             .map(|w| w.describe())
             .collect()
@@ -472,11 +462,7 @@ fn malformed_files_are_refused_with_file_line_and_reason() {
         checked += 1;
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
-    assert_eq!(
-        checked,
-        expected.lines().filter(|l| !l.is_empty()).count(),
-        "a line of expected.txt has no file"
-    );
+    assert_eq!(checked, expected.lines().filter(|l| !l.is_empty()).count(), "a line of expected.txt has no file");
     assert!(checked >= 10);
 }
 

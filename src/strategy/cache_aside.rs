@@ -119,7 +119,9 @@ impl Integration for CacheAside {
                 Served { value: Some(value), from_cache: false, filled_cache: filled }
             }
             // Redis is unreachable: serve the database, fill nothing.
-            Err(_) => Served { value: self.db.read_stock(product_id).await.ok(), from_cache: false, filled_cache: false },
+            Err(_) => {
+                Served { value: self.db.read_stock(product_id).await.ok(), from_cache: false, filled_cache: false }
+            }
         }
     }
 

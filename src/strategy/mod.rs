@@ -29,8 +29,8 @@ use crate::scenario::schedule::WorkloadKnobs;
 
 pub mod background;
 pub mod cache_aside;
-mod names;
 pub mod naive;
+mod names;
 pub mod outbox;
 pub mod publish_in_tx;
 // CDC strategies.
@@ -116,6 +116,9 @@ pub trait Integration: Send + Sync + Sized + 'static {
 }
 
 /// The app of whichever strategy is running: enum dispatch, no `dyn`.
+// One value per run (two after a writer restart): the size of the largest
+// variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum App {
     Naive(naive::Naive),
     PublishInTx(publish_in_tx::PublishInTx),

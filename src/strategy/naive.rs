@@ -95,7 +95,12 @@ pub(crate) enum AlsoWrite {
 /// write what `also` says, commit. Returns what the writer was told and, if
 /// the statements ran, the product's new state. Shared by every strategy
 /// whose transaction holds no network call.
-pub(crate) async fn commit_order(db: &AppDb, order: &Order, history: &History, also: AlsoWrite) -> (Told, Option<StockAfter>) {
+pub(crate) async fn commit_order(
+    db: &AppDb,
+    order: &Order,
+    history: &History,
+    also: AlsoWrite,
+) -> (Told, Option<StockAfter>) {
     // Waiting for a pooled connection: a timeout here sent nothing → Fail.
     let mut conn = match db.acquire().await {
         Ok(conn) => conn,

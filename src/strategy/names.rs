@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Every way dualwrite knows of keeping the database, the cache and the topic
 /// in step. The order here is the order `compare` shows them: from the
 /// naive dual write to the fixes.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
 pub enum Strategy {

@@ -134,7 +134,10 @@ impl OutboxCdc {
                 let json = String::from_utf8(event.to_json()).expect("JSON is UTF-8");
                 bounded(
                     limit,
-                    sqlx::query(include_str!("../../sql/logical_message_emit.sql")).bind(&self.prefix).bind(&json).execute(&mut *tx),
+                    sqlx::query(include_str!("../../sql/logical_message_emit.sql"))
+                        .bind(&self.prefix)
+                        .bind(&json)
+                        .execute(&mut *tx),
                 )
                 .await?;
             }

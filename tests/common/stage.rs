@@ -140,7 +140,10 @@ impl Stage {
             .unwrap()
             .iter()
             .map(|r| {
-                (r.get("id"), OutboxRow { seq: r.get("seq"), published: r.get("published"), attempts: r.get("attempts") })
+                (
+                    r.get("id"),
+                    OutboxRow { seq: r.get("seq"), published: r.get("published"), attempts: r.get("attempts") },
+                )
             })
             .collect()
     }
@@ -180,14 +183,16 @@ impl Stage {
 
     /// The session with this pid, if it still exists.
     pub async fn session(&self, pid: i32) -> Option<Session> {
-        sqlx::query("SELECT pid, application_name, state, xact_start IS NOT NULL AS in_transaction
-             FROM pg_stat_activity WHERE pid = $1")
-            .bind(pid)
-            .fetch_optional(&self.direct)
-            .await
-            .unwrap()
-            .as_ref()
-            .map(session)
+        sqlx::query(
+            "SELECT pid, application_name, state, xact_start IS NOT NULL AS in_transaction
+             FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(pid)
+        .fetch_optional(&self.direct)
+        .await
+        .unwrap()
+        .as_ref()
+        .map(session)
     }
 
     /// Whether a session is listening for the stage's outbox notifications
@@ -256,7 +261,13 @@ pub struct Session {
 
 /// An order for product `1 + n % PRODUCTS`, with a fresh id.
 pub fn order(n: usize) -> Order {
-    Order { order_id: Uuid::new_v4(), product_id: (n % PRODUCTS as usize) as i32 + 1, delta: -1, writer: 0, seq: n as u64 }
+    Order {
+        order_id: Uuid::new_v4(),
+        product_id: (n % PRODUCTS as usize) as i32 + 1,
+        delta: -1,
+        writer: 0,
+        seq: n as u64,
+    }
 }
 
 /// Waits until `check` holds, polling every 20 ms; fails the test after `limit`.
@@ -270,7 +281,11 @@ pub async fn eventually<Fut: Future<Output = bool>>(what: &str, limit: Duration,
 
 /// Waits until `find` finds something, polling every 20 ms; fails the test
 /// after `limit`.
-pub async fn until_some<T, Fut: Future<Output = Option<T>>>(what: &str, limit: Duration, mut find: impl FnMut() -> Fut) -> T {
+pub async fn until_some<T, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut find: impl FnMut() -> Fut,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(found) = find().await {

@@ -124,7 +124,8 @@ impl Relay {
         //    (each product) in the order the rows were handed to it.
         tracing::debug!("relay: claimed {} rows", rows.len());
         let deliveries =
-            join_all(rows.iter().map(|(_, key, payload)| self.publisher.publish_detailed(key, payload.as_bytes()))).await;
+            join_all(rows.iter().map(|(_, key, payload)| self.publisher.publish_detailed(key, payload.as_bytes())))
+                .await;
 
         let mut pass = Pass { claimed: rows.len(), ..Pass::default() };
         let mut acknowledged = Vec::new();
