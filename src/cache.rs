@@ -182,19 +182,22 @@ impl Cache {
         self.run(|mut c| async move { c.del::<_, ()>(key).await }).await
     }
 
+    /// Every key matching `pattern` (SCAN, not KEYS: it does not block Redis).
+    async fn keys(&self, pattern: String) -> Result<Vec<String>, CacheError> {
+        self.run(|mut c| async move {
+            let mut keys = Vec::new();
+            let mut iter: redis::AsyncIter<String> = c.scan_match(pattern).await?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
     /// Every cached product of this run: (product, value or unreadable text).
     pub async fn read_all(&self) -> Result<Vec<(i32, Result<StockAfter, String>)>, CacheError> {
-        let pattern = format!("{}stock:*", self.prefix);
-        let keys: Vec<String> = self
-            .run(|mut c| async move {
-                let mut keys = Vec::new();
-                let mut iter: redis::AsyncIter<String> = c.scan_match(pattern).await?;
-                while let Some(key) = iter.next_item().await {
-                    keys.push(key?);
-                }
-                Ok(keys)
-            })
-            .await?;
+        let keys = self.keys(format!("{}stock:*", self.prefix)).await?;
         let mut entries = Vec::new();
         for key in keys {
             let Some(product_id) = key.rsplit(':').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
@@ -210,17 +213,7 @@ impl Cache {
 
     /// Deletes every key of this run (cleanup).
     pub async fn delete_all(&self) -> Result<(), CacheError> {
-        let pattern = format!("{}*", self.prefix);
-        let keys: Vec<String> = self
-            .run(|mut c| async move {
-                let mut keys = Vec::new();
-                let mut iter: redis::AsyncIter<String> = c.scan_match(pattern).await?;
-                while let Some(key) = iter.next_item().await {
-                    keys.push(key?);
-                }
-                Ok(keys)
-            })
-            .await?;
+        let keys = self.keys(format!("{}*", self.prefix)).await?;
         if !keys.is_empty() {
             self.run(|mut c| async move { c.del::<_, ()>(keys).await }).await?;
         }

@@ -12,9 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,14 +24,17 @@ use uuid::Uuid;
 use dualwrite::cli::OutboxCdcMode;
 use dualwrite::config::Tuning;
 use dualwrite::event::StockChanged;
-use dualwrite::history::{Clock, History, Order, OrderId, StockAfter};
+use dualwrite::history::{Clock, History, OrderId, StockAfter};
 use dualwrite::kafka::embedded::EmbeddedKafka;
 use dualwrite::kafka::topic::{self, TopicRecord};
 use dualwrite::strategy::background::Background;
 use dualwrite::strategy::{self, App, Env, Links, Strategy};
 
+mod common;
+
+use common::stage::{order, PRODUCTS};
+
 const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const PRODUCTS: u32 = 3;
 /// How long any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -41,7 +43,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// A Kafka-API broker for one test.
 enum Broker {
     Embedded(EmbeddedKafka),
-    Tansu { child: Child, addr: SocketAddr },
+    Tansu(common::Tansu),
 }
 
 impl Broker {
@@ -49,59 +51,22 @@ impl Broker {
         Broker::Embedded(EmbeddedKafka::start().expect("the embedded Kafka starts"))
     }
 
-    /// tansu on an ephemeral port, from `TANSU_BIN` or PATH; `None` if the
-    /// binary is absent.
-    fn tansu() -> Option<Broker> {
-        let bin = std::env::var("TANSU_BIN").ok().filter(|b| std::path::Path::new(b).exists()).or_else(|| {
-            let found = Command::new("sh").args(["-c", "command -v tansu"]).output().ok()?;
-            let path = String::from_utf8(found.stdout).ok()?.trim().to_string();
-            (!path.is_empty()).then_some(path)
-        })?;
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr} within 15 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Broker::Tansu { child, addr })
+    /// A tansu of the test's own, advertising itself (no proxy here).
+    fn tansu() -> Broker {
+        Broker::Tansu(common::Tansu::start(None))
     }
 
     fn bootstrap(&self) -> SocketAddr {
         match self {
             Broker::Embedded(k) => k.listen_addr(),
-            Broker::Tansu { addr, .. } => *addr,
+            Broker::Tansu(t) => t.listen,
         }
     }
 
     async fn create_topic(&self, name: &str) {
         match self {
             Broker::Embedded(k) => k.create_topic(name, topic::PARTITIONS).expect("topic created"),
-            Broker::Tansu { addr, .. } => topic::create_topic(&addr.to_string(), name).await.expect("topic created"),
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Broker::Tansu { child, .. } = self {
-            let _ = child.kill();
-            let _ = child.wait();
+            Broker::Tansu(t) => topic::create_topic(&t.listen.to_string(), name).await.expect("topic created"),
         }
     }
 }
@@ -166,16 +131,6 @@ where
         std::panic::resume_unwind(panic);
     }
     cleaned.expect("slot and publication dropped");
-}
-
-fn order(n: usize) -> Order {
-    Order {
-        order_id: Uuid::new_v4(),
-        product_id: (n % PRODUCTS as usize) as i32 + 1,
-        delta: -1,
-        writer: 0,
-        seq: n as u64,
-    }
 }
 
 /// Places `n` orders through the strategy's app, one after another.
@@ -362,10 +317,7 @@ async fn outbox_cdc_table_publishes_committed_orders_and_only_those() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_on_tansu_publishes_committed_orders_and_only_those() {
-    let Some(broker) = Broker::tansu() else {
-        eprintln!("SKIPPED: no tansu binary (set TANSU_BIN or put tansu on PATH; `make setup-tests` installs it)");
-        return;
-    };
+    let broker = Broker::tansu();
     with_run(Strategy::Cdc, OutboxCdcMode::Message, &broker, only_committed_orders_are_published).await;
 }
 

@@ -156,6 +156,14 @@ async fn read_chunks<R: AsyncRead + Unpin>(mut source: R, chunks: mpsc::Sender<E
     }
 }
 
+/// Sleeps until `until`, or forever if there is no such moment.
+async fn sleep_until_or_forever(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A toxic as applied to this connection: the toxic plus the state that
 /// Toxiproxy keeps per link.
 #[derive(Debug, Clone)]
@@ -286,12 +294,7 @@ impl Pump {
 
     /// Waits for a change of the chain or for `until` (forever if `None`).
     async fn wait(&mut self, until: Option<Instant>) -> Wake {
-        let due = async {
-            match until {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = sleep_until_or_forever(until);
         tokio::select! {
             changed = self.chain.changed(), if !self.chain_closed => {
                 if changed.is_err() {
@@ -311,13 +314,7 @@ impl Pump {
             if self.timeout_removed() {
                 return Ending::Close;
             }
-            let deadline = self.timeout_deadline();
-            let due = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let due = sleep_until_or_forever(self.timeout_deadline());
             // Idle, a pump still watches the chain: a `timeout` added now
             // must close the connection on time even if no byte ever moves.
             tokio::select! {
