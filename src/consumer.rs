@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::task::JoinHandle;
 
@@ -31,6 +32,20 @@ struct Shared {
     last_error: Option<String>,
 }
 
+/// A downstream consumer that is fetching, not yet recording on a clock.
+pub struct ReadyConsumer {
+    consumer: StreamConsumer<crate::kafka::quiet::Quiet>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ReadyConsumer {
+    /// Starts recording what arrives, on the run's clock.
+    pub fn start(self, clock: Clock) -> Downstream {
+        let task = tokio::spawn(consume(self.consumer, self.shared.clone(), clock));
+        Downstream { shared: self.shared, task }
+    }
+}
+
 /// A running downstream consumer.
 #[derive(Debug)]
 pub struct Downstream {
@@ -39,14 +54,37 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    /// Starts consuming `topic` from the beginning. The consumer reaches the
+    /// Connects a consumer of `topic` from the beginning. It reaches the
     /// broker the same way every client does (through the `kafka` link), so
     /// during a Kafka fault it falls behind like any real consumer would.
-    pub async fn start(bootstrap: &str, topic_name: &str, clock: Clock) -> Result<Downstream, String> {
-        let consumer = topic::assign_from_beginning(bootstrap, topic_name, "dualwrite-downstream").await?;
+    ///
+    /// It returns once the consumer has fetched every partition to its end
+    /// (or after a bound): the time a new consumer takes to find its
+    /// partitions' leaders and start fetching would otherwise be charged to
+    /// the first events' lag, as if the strategy were slow.
+    pub async fn connect(bootstrap: &str, topic_name: &str) -> Result<ReadyConsumer, String> {
+        // Nothing is published before the run's clock starts; should a
+        // record arrive anyway, it is stamped on a clock of its own.
+        let clock = Clock::start();
+        let consumer = topic::assign_from_beginning_with_eof(bootstrap, topic_name, "dualwrite-downstream").await?;
+        let partitions = topic::partitions(bootstrap, topic_name).await?.len();
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let task = tokio::spawn(consume(consumer, shared.clone(), clock));
-        Ok(Downstream { shared, task })
+        let mut at_end = std::collections::BTreeSet::new();
+        let ready = async {
+            while at_end.len() < partitions {
+                match consumer.recv().await {
+                    Ok(message) => record(&shared, &message, clock),
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        at_end.insert(p);
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), ready).await.is_err() {
+            tracing::warn!("the downstream consumer was not fetching every partition after 5 s; starting anyway");
+        }
+        Ok(ReadyConsumer { consumer, shared })
     }
 
     /// What the consumer believes about one product right now.
@@ -85,24 +123,28 @@ impl Drop for Downstream {
     }
 }
 
+/// Takes one record into the projection.
+fn record(shared: &Mutex<Shared>, message: &impl Message, clock: Clock) {
+    let at = clock.now();
+    let record = topic::decode(message);
+    let mut shared = shared.lock().expect("consumer mutex poisoned");
+    shared.next_offsets.insert(message.partition(), message.offset() + 1);
+    shared.state.records += 1;
+    let Ok(event) = record.event else { return };
+    shared.state.first_seen.entry(event.order_id).or_insert(at);
+    // Idempotent by version: only a newer version changes the view.
+    let newer = shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
+    if newer {
+        shared.state.projection.insert(event.product_id, event.after());
+    }
+}
+
 async fn consume(consumer: StreamConsumer<crate::kafka::quiet::Quiet>, shared: Arc<Mutex<Shared>>, clock: Clock) {
     loop {
         match consumer.recv().await {
-            Ok(message) => {
-                let at = clock.now();
-                let record = topic::decode(&message);
-                let mut shared = shared.lock().expect("consumer mutex poisoned");
-                shared.next_offsets.insert(message.partition(), message.offset() + 1);
-                shared.state.records += 1;
-                let Ok(event) = record.event else { continue };
-                shared.state.first_seen.entry(event.order_id).or_insert(at);
-                // Idempotent by version: only a newer version changes the view.
-                let newer =
-                    shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
-                if newer {
-                    shared.state.projection.insert(event.product_id, event.after());
-                }
-            }
+            Ok(message) => record(&shared, &message, clock),
+            // Reaching the end of a partition is news only at the start.
+            Err(KafkaError::PartitionEOF(_)) => {}
             Err(e) => {
                 // librdkafka reconnects by itself; remember the error for the report.
                 shared.lock().expect("consumer mutex poisoned").last_error = Some(e.to_string());

@@ -126,16 +126,19 @@ async fn run_prepared(
 ) -> Result<RunResult> {
     // The checker's own connection: directly to Postgres, never through a fault.
     let direct = crate::db::connect_direct(&infra.db, Some(&namespace.schema), 2).await?;
-    let history = History::new(Clock::start());
-    let downstream = if plan.strategy.publishes() {
-        let consumer = Downstream::start(&infra.kafka, &namespace.topic, history.clock())
-            .await
-            .map_err(|e| Error::unreachable("Kafka", infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e))?;
-        Some(Arc::new(consumer))
-    } else {
-        None
+    let ready = match plan.strategy.publishes() {
+        true => Some(
+            Downstream::connect(&infra.kafka, &namespace.topic)
+                .await
+                .map_err(|e| Error::unreachable("Kafka", infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e))?,
+        ),
+        false => None,
     };
-    let mut background = Background::start(env, &history).await?;
+    let mut background = Background::start(env).await?;
+    // The run's clock starts now: everything before was set-up, and the
+    // fault schedule, the workload and every latency count from here.
+    let history = History::new(Clock::start());
+    let downstream = ready.map(|consumer| Arc::new(consumer.start(history.clock())));
 
     // ── main: workload ‖ faults ‖ crashes ───────────────────────────────
     let main =

@@ -252,7 +252,7 @@ async fn write_what_must_not_be_published(env: &Env) -> Vec<OrderId> {
 /// The contract every CDC capture meets, on any broker.
 async fn only_committed_orders_are_published(env: Env) {
     let history = History::new(Clock::start());
-    let background = Background::start(&env, &history).await.unwrap();
+    let background = Background::start(&env).await.unwrap();
     let app = App::connect(&env).unwrap();
 
     let mut placed = place_orders(&app, &history, 5).await;
@@ -333,7 +333,7 @@ async fn a_crash_before_confirmation_publishes_again_and_loses_nothing() {
     let broker = Broker::embedded();
     with_run(Strategy::Cdc, OutboxCdcMode::Message, &broker, |env| async move {
         let history = History::new(Clock::start());
-        let mut background = Background::start(&env, &history).await.unwrap();
+        let mut background = Background::start(&env).await.unwrap();
         let app = App::connect(&env).unwrap();
         let ledger = connector(&background).ledger().clone();
         ledger.hold_acks(true);
@@ -388,7 +388,7 @@ async fn crashes_under_load_lose_nothing() {
     let broker = Broker::embedded();
     with_run(Strategy::OutboxCdc, OutboxCdcMode::Message, &broker, |env| async move {
         let history = History::new(Clock::start());
-        let mut background = Background::start(&env, &history).await.unwrap();
+        let mut background = Background::start(&env).await.unwrap();
         let app = Arc::new(App::connect(&env).unwrap());
         let writer = {
             let (app, history) = (app.clone(), history.clone());
@@ -484,7 +484,7 @@ async fn a_kafka_outage_delays_events_and_loses_none() {
     env.tuning.publish_timeout = Duration::from_millis(500);
     with_env(env, &broker, |env| async move {
         let history = History::new(Clock::start());
-        let background = Background::start(&env, &history).await.unwrap();
+        let background = Background::start(&env).await.unwrap();
         let app = App::connect(&env).unwrap();
         let before = place_orders(&app, &history, 3).await;
         eventually("the orders before the outage", || background.caught_up(&env)).await;
@@ -522,7 +522,7 @@ async fn a_broken_replication_connection_resumes_where_it_confirmed() {
     env.links.postgres_relay = link.addr;
     with_env(env, &broker, |env| async move {
         let history = History::new(Clock::start());
-        let background = Background::start(&env, &history).await.unwrap();
+        let background = Background::start(&env).await.unwrap();
         let app = App::connect(&env).unwrap();
         let before = place_orders(&app, &history, 4).await;
         eventually("the orders before the cut", || background.caught_up(&env)).await;
@@ -559,7 +559,7 @@ async fn cleanup_drops_the_slot_and_publication() {
     strategy::prepare(&env).await.unwrap();
 
     let history = History::new(Clock::start());
-    let mut background = Background::start(&env, &history).await.unwrap();
+    let mut background = Background::start(&env).await.unwrap();
     let app = App::connect(&env).unwrap();
     place_orders(&app, &history, 2).await;
     eventually("the connector to publish", || background.caught_up(&env)).await;
@@ -594,7 +594,7 @@ async fn commit_to_event_latency() {
     let broker = Broker::embedded();
     with_run(Strategy::Cdc, OutboxCdcMode::Message, &broker, |env| async move {
         let history = History::new(Clock::start());
-        let background = Background::start(&env, &history).await.unwrap();
+        let background = Background::start(&env).await.unwrap();
         let app = App::connect(&env).unwrap();
 
         let consumer = topic::assign_from_beginning(&env.kafka, &env.topic, "cdc-latency").await.unwrap();

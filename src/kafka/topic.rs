@@ -136,9 +136,29 @@ pub async fn assign_from_beginning(
     topic: &str,
     client_id: &str,
 ) -> std::result::Result<StreamConsumer<Quiet>, String> {
+    assign(consumer_config(bootstrap, client_id), bootstrap, topic).await
+}
+
+/// Like [`assign_from_beginning`], reporting each partition's end as a
+/// `PartitionEOF` error (librdkafka's `enable.partition.eof`): the sign that
+/// the consumer has really fetched it.
+pub async fn assign_from_beginning_with_eof(
+    bootstrap: &str,
+    topic: &str,
+    client_id: &str,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
+    let mut config = consumer_config(bootstrap, client_id);
+    config.set("enable.partition.eof", "true");
+    assign(config, bootstrap, topic).await
+}
+
+async fn assign(
+    config: ClientConfig,
+    bootstrap: &str,
+    topic: &str,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
     let parts = partitions(bootstrap, topic).await?;
-    let consumer: StreamConsumer<Quiet> =
-        consumer_config(bootstrap, client_id).create_with_context(Quiet).map_err(|e| e.to_string())?;
+    let consumer: StreamConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
     let mut assignment = TopicPartitionList::new();
     for p in parts {
         assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;

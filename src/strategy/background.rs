@@ -25,7 +25,7 @@ pub enum Background {
 
 impl Background {
     /// Starts the strategy's background component.
-    pub async fn start(env: &Env, _history: &History) -> Result<Background> {
+    pub async fn start(env: &Env) -> Result<Background> {
         Ok(match env.strategy {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
             Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
