@@ -77,6 +77,7 @@ fn fixed_report() -> Report {
     let mut outbox =
         run("outbox", Verdict::Consistent, Expectation::Inconsistent, &all(Some(0), Some(0), None, Some(0)));
     outbox.pool.acquire_timeouts = 31;
+    outbox.pool.unrelated_p99_ms = Some(1003.0);
     Report {
         seed: 3,
         scenario: "flaky-network".into(),

@@ -75,6 +75,33 @@ fn row(run: &RunReport) -> Vec<Cell> {
     cells
 }
 
+/// What readers and the pool probe suffered while the run was under way
+/// (the table shows the end state; this is what users of the service saw).
+fn during_the_run(run: &RunReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(cache) = &run.cache {
+        if cache.stale_reads > 0 {
+            let age = cache.worst_ms.map(|ms| format!(", {:.1} s out of date", ms as f64 / 1000.0)).unwrap_or_default();
+            lines.push(format!(
+                "{}: {} of {} reads served from the cache were stale (worst: {} versions behind{age})",
+                run.strategy, cache.stale_reads, cache.hits, cache.worst_versions
+            ));
+        } else {
+            lines.push(format!("{}: none of {} reads served from the cache was stale", run.strategy, cache.hits));
+        }
+    }
+    if run.pool.acquire_timeouts > 0 {
+        lines.push(format!(
+            "{}: {} of {} unrelated lookups got no pooled connection in time (p99 {} ms)",
+            run.strategy,
+            run.pool.acquire_timeouts,
+            run.pool.probes,
+            ms(run.pool.unrelated_p99_ms)
+        ));
+    }
+    lines
+}
+
 /// The whole report as text: header, schedule, table, stories, notes.
 pub fn write_text(report: &Report, command: &str, width: Option<u16>, out: &mut impl Write) -> io::Result<()> {
     writeln!(
@@ -104,6 +131,15 @@ pub fn write_text(report: &Report, command: &str, width: Option<u16>, out: &mut 
     crate::scenario::write_schedule(&report.schedule, out)?;
     writeln!(out)?;
     writeln!(out, "{}", table(report, width))?;
+
+    let during: Vec<String> = report.runs.iter().flat_map(during_the_run).collect();
+    if !during.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "during the run:")?;
+        for line in during {
+            writeln!(out, "  {line}")?;
+        }
+    }
 
     let stories: Vec<_> = report.runs.iter().flat_map(|r| r.stories.iter().map(move |s| (r, s))).collect();
     if !stories.is_empty() {
