@@ -127,8 +127,12 @@ async fn execute(
                 if let Some(path) = &output.history {
                     write_history(&result.history, path)?;
                 }
-                let location =
-                    Location { database_url: &services.database_url, brokers: &infra.kafka, kept: output.keep };
+                let location = Location {
+                    database_url: &services.database_url,
+                    database: infra.db.get_database().unwrap_or("postgres"),
+                    brokers: &infra.kafka,
+                    kept: output.keep,
+                };
                 runs.push(RunReport::new(&result, &schedule, location));
             }
             Err(e) => {

@@ -138,6 +138,24 @@ pub async fn drop_schema(options: &PgConnectOptions, schema: &str) -> Result<()>
     result.map(|_| ()).map_err(|e| Error::refused("PostgreSQL", address(options), format!("drop schema {schema}"), e))
 }
 
+/// Creates a database for one run.
+pub async fn create_database(options: &PgConnectOptions, name: &str) -> Result<()> {
+    let direct = connect_direct(options, None, 1).await?;
+    let result = sqlx::query(&format!("CREATE DATABASE {}", quote_ident(name))).execute(&direct).await;
+    direct.close().await;
+    result.map(|_| ()).map_err(|e| Error::refused("PostgreSQL", address(options), format!("create database {name}"), e))
+}
+
+/// Drops a run's database, ending any session still in it. Its replication
+/// slots must have been dropped first (Postgres refuses otherwise).
+pub async fn drop_database(options: &PgConnectOptions, name: &str) -> Result<()> {
+    let direct = connect_direct(options, None, 1).await?;
+    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    let result = sqlx::query(&drop).execute(&direct).await;
+    direct.close().await;
+    result.map(|_| ()).map_err(|e| Error::refused("PostgreSQL", address(options), format!("drop database {name}"), e))
+}
+
 /// Quotes an identifier for SQL built at runtime (schema names only; every
 /// value goes through a bind parameter).
 pub fn quote_ident(name: &str) -> String {

@@ -102,33 +102,52 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
     });
 
     // Leftovers of interrupted runs: dualwrite names everything `dw_...`.
-    let slots: Vec<(String, bool)> = sqlx::query(
-        "SELECT slot_name::text AS name, active FROM pg_replication_slots WHERE slot_name LIKE 'dw\\_%' ORDER BY 1",
+    // A slot lives in one database, and a logical slot can only be dropped
+    // from a session in that database.
+    let slots: Vec<(String, bool, String)> = sqlx::query(
+        "SELECT slot_name::text AS name, active, coalesce(database::text, '') AS database
+         FROM pg_replication_slots WHERE slot_name LIKE 'dw\\_%' ORDER BY 1",
     )
     .fetch_all(&pool)
     .await
-    .map(|rows| rows.iter().map(|r| (r.get("name"), r.get("active"))).collect())
+    .map(|rows| rows.iter().map(|r| (r.get("name"), r.get("active"), r.get("database"))).collect())
     .unwrap_or_default();
-    let stale_slots: Vec<String> = slots.iter().filter(|(_, active)| !active).map(|(n, _)| n.clone()).collect();
+    let stale_slots: Vec<(String, String)> =
+        slots.iter().filter(|(_, active, _)| !active).map(|(n, _, d)| (n.clone(), d.clone())).collect();
     let schemas: Vec<String> =
         sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'dw\\_%' ORDER BY 1")
             .fetch_all(&pool)
             .await
             .unwrap_or_default();
+    // The CDC runs' own databases.
+    let databases: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'dw\\_%' ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
     if drop_stale {
         let mut dropped = Vec::new();
-        for slot in &stale_slots {
-            if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(slot).execute(&pool).await.is_ok() {
+        for (slot, database) in &stale_slots {
+            let Ok(there) = crate::db::connect_direct(&options.clone().database(database), None, 1).await else {
+                continue;
+            };
+            if sqlx::query("SELECT pg_drop_replication_slot($1)").bind(slot).execute(&there).await.is_ok() {
                 dropped.push(format!("slot {slot}"));
             }
             let _ = sqlx::query(&format!("DROP PUBLICATION IF EXISTS {}", crate::db::quote_ident(slot)))
-                .execute(&pool)
+                .execute(&there)
                 .await;
+            there.close().await;
         }
         for schema in &schemas {
             let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", crate::db::quote_ident(schema));
             if sqlx::query(&drop).execute(&pool).await.is_ok() {
                 dropped.push(format!("schema {schema}"));
+            }
+        }
+        for database in &databases {
+            if crate::db::drop_database(&options, database).await.is_ok() {
+                dropped.push(format!("database {database}"));
             }
         }
         checks.push(Check {
@@ -142,27 +161,33 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
             fix: None,
         });
     } else {
-        let found = if stale_slots.is_empty() && schemas.is_empty() {
-            "no replication slots or schemas left by interrupted runs".to_string()
+        let list = |names: &[String]| {
+            if names.is_empty() || names.len() > 5 {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            }
+        };
+        let slot_names: Vec<String> = stale_slots.iter().map(|(n, _)| n.clone()).collect();
+        let found = if stale_slots.is_empty() && schemas.is_empty() && databases.is_empty() {
+            "no replication slots, schemas or databases left by earlier runs".to_string()
         } else {
             format!(
-                "{} inactive replication slot(s) holding WAL{}; {} schema(s) from earlier runs{}",
+                "{} inactive replication slot(s) holding WAL{}; {} schema(s){} and {} database(s){} from earlier runs",
                 stale_slots.len(),
-                if stale_slots.is_empty() { String::new() } else { format!(" ({})", stale_slots.join(", ")) },
+                list(&slot_names),
                 schemas.len(),
-                if schemas.is_empty() || schemas.len() > 5 {
-                    String::new()
-                } else {
-                    format!(" ({})", schemas.join(", "))
-                }
+                list(&schemas),
+                databases.len(),
+                list(&databases),
             )
         };
         checks.push(Check {
             name: "leftovers",
-            // Kept schemas are harmless; an orphaned slot is not.
+            // Kept schemas and databases are harmless; an orphaned slot is not.
             ok: stale_slots.is_empty(),
             found,
-            fix: (!stale_slots.is_empty() || !schemas.is_empty())
+            fix: (!stale_slots.is_empty() || !schemas.is_empty() || !databases.is_empty())
                 .then(|| "`dualwrite doctor --drop-stale` drops them (runs kept with --keep included)".into()),
         });
     }

@@ -55,6 +55,9 @@ pub struct Plan {
 pub struct Namespace {
     /// Schema, topic, replication slot and publication all use this name.
     pub run_id: String,
+    /// A database of the run's own (the CDC strategies, see
+    /// [`Strategy::needs_own_database`]); `None`: the one --database-url names.
+    pub database: Option<String>,
     pub schema: String,
     pub topic: String,
     pub redis_prefix: String,
@@ -63,7 +66,13 @@ pub struct Namespace {
 impl Namespace {
     fn new(strategy: Strategy) -> Namespace {
         let run_id = format!("dw_{}_{}", strategy.name().replace('-', "_"), generate::run_id());
-        Namespace { schema: run_id.clone(), topic: run_id.clone(), redis_prefix: format!("{run_id}:"), run_id }
+        Namespace {
+            database: strategy.needs_own_database().then(|| run_id.clone()),
+            schema: run_id.clone(),
+            topic: run_id.clone(),
+            redis_prefix: format!("{run_id}:"),
+            run_id,
+        }
     }
 }
 
@@ -86,9 +95,14 @@ pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Ca
     // ── prepare ─────────────────────────────────────────────────────────
     progress.phase(plan.strategy, "prepare");
     let namespace = Namespace::new(plan.strategy);
+    // Every connection of the run goes to its database: its own, or the shared one.
+    let db = match &namespace.database {
+        Some(name) => infra.db.clone().database(name),
+        None => infra.db.clone(),
+    };
     let env = Env {
         strategy: plan.strategy,
-        db: infra.db.clone(),
+        db,
         schema: namespace.schema.clone(),
         topic: namespace.topic.clone(),
         redis_url: infra.services.redis_url.clone(),
@@ -101,8 +115,12 @@ pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Ca
     };
     // Start from healed links, whatever an earlier run left behind.
     infra.heal().await?;
-    crate::db::create_schema(&infra.db, &namespace.schema, plan.workload.products, plan.workload.initial_stock).await?;
+    if let Some(name) = &namespace.database {
+        crate::db::create_database(&infra.db, name).await?;
+    }
     let result = async {
+        crate::db::create_schema(&env.db, &namespace.schema, plan.workload.products, plan.workload.initial_stock)
+            .await?;
         infra.create_topic(&namespace.topic).await?;
         crate::strategy::prepare(&env).await?;
         run_prepared(infra, plan, &env, &namespace, progress, interrupt).await
@@ -125,7 +143,7 @@ async fn run_prepared(
     interrupt: &CancellationToken,
 ) -> Result<RunResult> {
     // The checker's own connection: directly to Postgres, never through a fault.
-    let direct = crate::db::connect_direct(&infra.db, Some(&namespace.schema), 2).await?;
+    let direct = crate::db::connect_direct(&env.db, Some(&namespace.schema), 2).await?;
     let ready = match plan.strategy.publishes() {
         true => Some(
             Downstream::connect(&infra.kafka, &namespace.topic)
@@ -349,7 +367,10 @@ async fn drain(
         if Instant::now() >= deadline {
             let mut what = Vec::new();
             if !published {
-                what.push("the relay/connector had not published everything".to_string());
+                what.push(match background.last_error() {
+                    Some(error) => format!("the connector could not stream the WAL ({error})"),
+                    None => "the relay/connector had not published everything".to_string(),
+                });
             }
             if let Some(n) = behind.filter(|_| !consumed) {
                 what.push(format!(
@@ -384,7 +405,7 @@ async fn take_snapshot(
     let (orders, stock) = crate::db::read_tables(direct).await.map_err(|e| {
         Error::refused(
             "PostgreSQL",
-            crate::db::address(&infra.db),
+            crate::db::address(&env.db),
             format!("read the tables of schema {}", env.schema),
             e,
         )
@@ -417,8 +438,14 @@ async fn cleanup(infra: &Infra, env: &Env, namespace: &Namespace) {
     if let Err(e) = crate::strategy::cleanup(env).await {
         eprintln!("warning: {e:#}");
     }
-    if let Err(e) = crate::db::drop_schema(&infra.db, &namespace.schema).await {
+    if let Err(e) = crate::db::drop_schema(&env.db, &namespace.schema).await {
         eprintln!("warning: could not drop schema {}: {e:#}", namespace.schema);
+    }
+    // After the schema and the slot (a database with a slot cannot be dropped).
+    if let Some(name) = &namespace.database {
+        if let Err(e) = crate::db::drop_database(&infra.db, name).await {
+            eprintln!("warning: could not drop database {name}: {e:#}");
+        }
     }
     if infra.embedded.is_none() {
         crate::kafka::topic::delete_topic(&infra.kafka, &namespace.topic).await;

@@ -78,7 +78,9 @@ fn env(strategy: Strategy, mode: OutboxCdcMode, broker: &Broker) -> Env {
     let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     Env {
         strategy,
-        db: dualwrite::db::parse_url(DATABASE_URL).unwrap(),
+        // A database of the run's own, as the runner gives a CDC run (see
+        // `Strategy::needs_own_database`): created and dropped by `with_env`.
+        db: dualwrite::db::parse_url(DATABASE_URL).unwrap().database(&schema),
         topic: schema.clone(),
         redis_url: "redis://127.0.0.1:6379".into(),
         redis_prefix: format!("{schema}:"),
@@ -119,6 +121,9 @@ where
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+    let server = dualwrite::db::parse_url(DATABASE_URL).unwrap();
+    let database = env.db.get_database().expect("the run's database").to_string();
+    dualwrite::db::create_database(&server, &database).await.expect("database created");
     dualwrite::db::create_schema(&env.db, &env.schema, PRODUCTS, 1000).await.expect("schema created");
     broker.create_topic(&env.topic).await;
     strategy::prepare(&env).await.expect("slot and publication created");
@@ -127,6 +132,10 @@ where
     // retries while its walsender is still exiting.
     let cleaned = strategy::cleanup(&env).await;
     dualwrite::db::drop_schema(&env.db, &env.schema).await.expect("schema dropped");
+    // After the slot: a database holding a slot cannot be dropped.
+    if cleaned.is_ok() {
+        dualwrite::db::drop_database(&server, &database).await.expect("database dropped");
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -554,6 +563,8 @@ async fn a_broken_replication_connection_resumes_where_it_confirmed() {
 async fn cleanup_drops_the_slot_and_publication() {
     let broker = Broker::embedded();
     let env = env(Strategy::Cdc, OutboxCdcMode::Message, &broker);
+    let server = dualwrite::db::parse_url(DATABASE_URL).unwrap();
+    dualwrite::db::create_database(&server, &env.schema).await.unwrap();
     dualwrite::db::create_schema(&env.db, &env.schema, PRODUCTS, 1000).await.unwrap();
     broker.create_topic(&env.topic).await;
     strategy::prepare(&env).await.unwrap();
@@ -579,6 +590,7 @@ async fn cleanup_drops_the_slot_and_publication() {
         .unwrap();
     pool.close().await;
     dualwrite::db::drop_schema(&env.db, &env.schema).await.unwrap();
+    dualwrite::db::drop_database(&server, &env.schema).await.unwrap();
     cleaned.expect("cleanup succeeds");
     assert_eq!((slots, publications), (0, 0), "slot and publication dropped");
     background.stop().await;

@@ -39,6 +39,7 @@ fn fixed_report() -> Report {
         stories: Vec::new(),
         location: Where {
             database_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            database: "postgres".into(),
             schema: format!("dw_{}_0000", strategy.replace('-', "_")),
             brokers: "127.0.0.1:29092".into(),
             topic: format!("dw_{}_0000", strategy.replace('-', "_")),

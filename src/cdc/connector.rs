@@ -129,6 +129,8 @@ struct LedgerState {
     deliveries: u64,
     confirmed: Option<Lsn>,
     sessions: u64,
+    /// Why the last session failed, until one streams again.
+    last_error: Option<String>,
 }
 
 impl Ledger {
@@ -161,6 +163,11 @@ impl Ledger {
     /// Replication sessions that started streaming (one per connect).
     pub fn sessions(&self) -> u64 {
         self.lock().sessions
+    }
+
+    /// Why the connector's last session failed, if it is not streaming now.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
     }
 
     /// Test hook: while `hold` is true the connector keeps publishing but
@@ -387,7 +394,7 @@ async fn run(config: Arc<ConnectorConfig>, ledger: Arc<Ledger>, publisher: Arc<P
         };
         let Err(e) = ended else { return };
         failures += 1;
-        log_session_error(&config.slot, &e, failures);
+        ledger.lock().last_error = Some(log_session_error(&config.slot, &e, failures));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(backoff(failures)) => {}
@@ -416,7 +423,11 @@ async fn stream(
             Err(_) => return Err(SessionError::StartTimedOut(START_LIMIT)),
         },
     }
-    ledger.lock().sessions += 1;
+    {
+        let mut state = ledger.lock();
+        state.sessions += 1;
+        state.last_error = None;
+    }
     *failures = 0;
     tracing::debug!(slot = %config.slot, from = %resume, "replication session started");
 
@@ -760,7 +771,8 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5))).min(Duration::from_secs(2))
 }
 
-fn log_session_error(slot: &str, error: &SessionError, failures: u32) {
+/// Logs a failed session and returns its error chain.
+fn log_session_error(slot: &str, error: &SessionError, failures: u32) -> String {
     let mut chain = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -775,6 +787,7 @@ fn log_session_error(slot: &str, error: &SessionError, failures: u32) {
     } else {
         tracing::warn!(slot, failures, "{chain}; reconnecting from the last confirmed position");
     }
+    chain
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct PoolReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Where {
     pub database_url: String,
+    /// The database the run's schema lives in (a CDC run has its own).
+    pub database: String,
     pub schema: String,
     pub brokers: String,
     pub topic: String,
@@ -125,6 +127,8 @@ pub fn satisfies(verdict: Verdict, expected: Expectation) -> bool {
 /// Where a run's data lives, for the report.
 pub struct Location<'a> {
     pub database_url: &'a str,
+    /// The database --database-url names.
+    pub database: &'a str,
     pub brokers: &'a str,
     pub kept: bool,
 }
@@ -179,6 +183,7 @@ impl RunReport {
             stories: story::stories(&result.history, &result.snapshot, f, schedule),
             location: Where {
                 database_url: location.database_url.to_string(),
+                database: result.namespace.database.clone().unwrap_or_else(|| location.database.to_string()),
                 schema: result.namespace.schema.clone(),
                 brokers: location.brokers.to_string(),
                 topic: result.namespace.topic.clone(),

@@ -175,12 +175,12 @@ pub fn write_text(report: &Report, command: &str, width: Option<u16>, out: &mut 
     }
     if report.runs.iter().any(|r| r.location.kept) {
         writeln!(out)?;
-        writeln!(out, "kept for inspection (drop with `DROP SCHEMA ... CASCADE`):")?;
+        writeln!(out, "kept for inspection (`dualwrite doctor --drop-stale` removes them):")?;
         for run in report.runs.iter().filter(|r| r.location.kept) {
             writeln!(
                 out,
-                "  {}: schema {} · topic {} · redis {}*",
-                run.strategy, run.location.schema, run.location.topic, run.location.redis_prefix
+                "  {}: database {} · schema {} · topic {} · redis {}*",
+                run.strategy, run.location.database, run.location.schema, run.location.topic, run.location.redis_prefix
             )?;
         }
     }

@@ -77,6 +77,15 @@ impl Background {
         }
     }
 
+    /// Why the component cannot make progress, if it is failing right now
+    /// (the CDC connector's last replication error).
+    pub fn last_error(&self) -> Option<String> {
+        match self {
+            Background::Connector(c) => c.ledger().last_error(),
+            Background::None | Background::Relay(_) => None,
+        }
+    }
+
     /// What the component left unpublished (for the snapshot).
     pub async fn backlog(&self, _env: &Env) -> Option<Backlog> {
         match self {

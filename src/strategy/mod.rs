@@ -185,6 +185,17 @@ impl Strategy {
         matches!(self, Strategy::CacheAside)
     }
 
+    /// Whether a run of this strategy gets a database of its own rather than
+    /// only a schema. Logical decoding reads the whole database's WAL and must
+    /// map every change to its table, other runs' included: a run that creates
+    /// or drops tables while a slot decodes can leave the slot unable to
+    /// decode ("could not map filenode to relation OID"), for good. Changes in
+    /// other databases are skipped before any such lookup, so a database per
+    /// CDC run keeps every other run out of its log.
+    pub fn needs_own_database(self) -> bool {
+        matches!(self, Strategy::Cdc | Strategy::OutboxCdc)
+    }
+
     /// Whether the strategy publishes through an outbox table (and so can
     /// leave a backlog).
     pub fn has_outbox(self) -> bool {

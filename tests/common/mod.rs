@@ -136,6 +136,15 @@ impl RunSpec {
 
     /// Runs it: its own proxy, broker and namespace.
     pub async fn run(self) -> RunResult {
+        // dualwrite's warnings go to the test's captured output: shown only
+        // when the test fails, where they say what the components went through.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dualwrite=info")),
+            )
+            .with_test_writer()
+            .try_init();
         let mut services = Services::local();
         let tansu = match self.backend {
             Backend::Embedded => None,
