@@ -1,7 +1,8 @@
 //! The event every strategy announces: `StockChanged`, keyed by product.
 //!
 //! The value is JSON and carries the order id, so that anyone can count the
-//! topic with a console consumer (`kcat -C -t <topic> -e | jq .order_id`) and
+//! topic with a console consumer (`tansu cat consume <topic> | jq '.[].value.order_id'`,
+//! or `kcat`/`rpk` against Redpanda) and
 //! get the same figures as the reconciler.
 
 use serde::{Deserialize, Serialize};
