@@ -144,13 +144,14 @@ async fn run_prepared(
 ) -> Result<RunResult> {
     // The checker's own connection: directly to Postgres, never through a fault.
     let direct = crate::db::connect_direct(&env.db, Some(&namespace.schema), 2).await?;
-    let ready = match plan.strategy.publishes() {
-        true => Some(
+    let ready = if plan.strategy.publishes() {
+        Some(
             Downstream::connect(&infra.kafka, &namespace.topic)
                 .await
                 .map_err(|e| Error::unreachable("Kafka", infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e))?,
-        ),
-        false => None,
+        )
+    } else {
+        None
     };
     let mut background = Background::start(env).await?;
     // The run's clock starts now: everything before was set-up, and the
@@ -158,26 +159,34 @@ async fn run_prepared(
     let history = History::new(Clock::start());
     let downstream = ready.map(|consumer| Arc::new(consumer.start(history.clock())));
 
-    // ── main: workload ‖ faults ‖ crashes ───────────────────────────────
-    let main =
-        main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt).await;
+    let worked = async {
+        // ── main: workload ‖ faults ‖ crashes ───────────────────────────
+        let main = main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt)
+            .await;
 
-    // ── heal: always ────────────────────────────────────────────────────
-    // Whatever the main phase did — finished, failed, interrupted — no
-    // toxic outlives it.
-    progress.phase(plan.strategy, "heal");
-    let healed = infra.heal().await;
-    let faults = main?;
-    healed?;
+        // ── heal: always ────────────────────────────────────────────────
+        // Whatever the main phase did — finished, failed, interrupted — no
+        // toxic outlives it.
+        progress.phase(plan.strategy, "heal");
+        let healed = infra.heal().await;
+        let faults = main?;
+        healed?;
 
-    // ── drain ───────────────────────────────────────────────────────────
-    progress.phase(plan.strategy, "drain");
-    let drain = drain(infra, plan, env, &background, downstream.as_deref(), interrupt).await?;
+        // ── drain ───────────────────────────────────────────────────────
+        progress.phase(plan.strategy, "drain");
+        let drain = drain(infra, plan, env, &background, downstream.as_deref(), interrupt).await?;
+        let backlog = background.backlog(env).await;
+        Ok::<_, Error>((faults, drain, backlog))
+    }
+    .await;
+    // The relay or connector stops on every path: left running after an
+    // error or Ctrl-C, it would keep working against a namespace that the
+    // cleanup is about to drop (and a connector would hold its slot).
+    background.stop().await;
+    let (faults, drain, backlog) = worked?;
 
     // ── snapshot ────────────────────────────────────────────────────────
     progress.phase(plan.strategy, "snapshot");
-    let backlog = background.backlog(env).await;
-    background.stop().await;
     let downstream_state = downstream.map(|d| d.state());
     let snapshot = take_snapshot(infra, plan, env, &direct, downstream_state, backlog, drain).await?;
     direct.close().await;
