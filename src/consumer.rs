@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::task::JoinHandle;
@@ -67,7 +67,7 @@ impl Downstream {
         // record arrive anyway, it is stamped on a clock of its own.
         let clock = Clock::start();
         let consumer = topic::assign_from_beginning_with_eof(bootstrap, topic_name, "dualwrite-downstream").await?;
-        let partitions = topic::partitions(bootstrap, topic_name).await?.len();
+        let partitions = consumer.assignment().map_err(|e| e.to_string())?.count();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let mut at_end = std::collections::BTreeSet::new();
         let ready = async {

@@ -281,20 +281,7 @@ async fn kafka(services: &Services) -> Check {
             fix: None,
         };
     };
-    let bootstrap = brokers.clone();
-    let metadata = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
-            crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-doctor")
-                .create_with_context(crate::kafka::quiet::Quiet)
-                .map_err(|e| e.to_string())?;
-        let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    match metadata {
+    match crate::kafka::topic::advertised_brokers(brokers).await {
         Ok(advertised) => Check {
             name: "kafka",
             ok: true,

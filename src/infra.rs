@@ -152,24 +152,13 @@ impl Infra {
     /// link: clients would then bypass the proxy after bootstrapping, and
     /// Kafka faults would only reach the bootstrap connection.
     async fn check_advertised(&self) {
-        let bootstrap = self.kafka.clone();
         let link = self.links.kafka;
-        let advertised = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<String>, String> {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer<crate::kafka::quiet::Quiet> =
-                crate::kafka::topic::consumer_config(&bootstrap, "dualwrite-metadata")
-                    .create_with_context(crate::kafka::quiet::Quiet)
-                    .map_err(|e| e.to_string())?;
-            let metadata =
-                consumer.fetch_metadata(None, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
-            Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
-        })
-        .await;
-        match advertised {
-            Ok(Ok(brokers)) => {
-                let through_link = brokers.iter().any(|b| {
-                    b == &link.to_string() || b.ends_with(&format!(":{}", link.port())) && b.starts_with("localhost")
-                });
+        match crate::kafka::topic::advertised_brokers(&self.kafka).await {
+            Ok(brokers) => {
+                // An advertised name (`localhost:29092`) is the link if it resolves to it.
+                use std::net::ToSocketAddrs;
+                let through_link =
+                    brokers.iter().any(|b| b.to_socket_addrs().is_ok_and(|mut addrs| addrs.any(|a| a == link)));
                 if !through_link {
                     eprintln!(
                         "warning: the Kafka broker advertises {}, not the proxy's kafka link {link}; clients will \
@@ -179,8 +168,7 @@ impl Infra {
                     );
                 }
             }
-            Ok(Err(e)) => tracing::warn!("could not read the Kafka broker's metadata through {link}: {e}"),
-            Err(e) => tracing::warn!("could not read the Kafka broker's metadata: {e}"),
+            Err(e) => tracing::warn!("could not read the Kafka broker's metadata through {link}: {e}"),
         }
     }
 

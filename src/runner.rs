@@ -161,8 +161,9 @@ async fn run_prepared(
 
     let worked = async {
         // ── main: workload ‖ faults ‖ crashes ───────────────────────────
-        let main = main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt)
-            .await;
+        let main =
+            main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt)
+                .await;
 
         // ── heal: always ────────────────────────────────────────────────
         // Whatever the main phase did — finished, failed, interrupted — no

@@ -94,40 +94,60 @@ pub fn consumer_config(bootstrap: &str, client_id: &str) -> ClientConfig {
 
 /// The partitions of `topic`, from the broker's metadata.
 pub async fn partitions(bootstrap: &str, topic: &str) -> std::result::Result<Vec<i32>, String> {
-    let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
+    with_client(bootstrap, "dualwrite-metadata", move |consumer| partitions_of(consumer, &topic)).await
+}
+
+/// Runs `work` with a short-lived metadata client, off the async threads
+/// (librdkafka's metadata calls block).
+async fn with_client<T: Send + 'static>(
+    bootstrap: &str,
+    client_id: &str,
+    work: impl FnOnce(&BaseConsumer<Quiet>) -> std::result::Result<T, String> + Send + 'static,
+) -> std::result::Result<T, String> {
+    let config = consumer_config(bootstrap, client_id);
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<Quiet> =
-            consumer_config(&bootstrap, "dualwrite-metadata").create_with_context(Quiet).map_err(|e| e.to_string())?;
-        let metadata = consumer.fetch_metadata(Some(&topic), ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
-        let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or("topic missing from metadata")?;
-        if let Some(err) = t.error() {
-            return Err(format!("{:?}", RDKafkaErrorCode::from(err)));
-        }
-        Ok(t.partitions().iter().map(|p| p.id()).collect())
+        let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
+        work(&consumer)
     })
     .await
     .map_err(|e| e.to_string())?
 }
 
+/// The partitions of `topic`, asked through `consumer`.
+fn partitions_of(consumer: &BaseConsumer<Quiet>, topic: &str) -> std::result::Result<Vec<i32>, String> {
+    let metadata = consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+    let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or("topic missing from metadata")?;
+    if let Some(err) = t.error() {
+        return Err(format!("{:?}", RDKafkaErrorCode::from(err)));
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+/// The addresses the broker(s) behind `bootstrap` advertise (`host:port`):
+/// where clients go after bootstrapping.
+pub async fn advertised_brokers(bootstrap: &str) -> std::result::Result<Vec<String>, String> {
+    with_client(bootstrap, "dualwrite-metadata", |consumer| {
+        let metadata = consumer.fetch_metadata(None, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+        Ok(metadata.brokers().iter().map(|b| format!("{}:{}", b.host(), b.port())).collect())
+    })
+    .await
+}
+
 /// The high watermark (next offset to be written) of every partition.
 pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, i64>, String> {
-    let parts = partitions(bootstrap, topic).await?;
-    let bootstrap = bootstrap.to_string();
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer<Quiet> = consumer_config(&bootstrap, "dualwrite-watermarks")
-            .create_with_context(Quiet)
-            .map_err(|e| e.to_string())?;
+    // One client for the metadata and the watermarks: the drain phase asks
+    // this every 100 ms.
+    with_client(bootstrap, "dualwrite-watermarks", move |consumer| {
         let mut marks = BTreeMap::new();
-        for p in parts {
+        for p in partitions_of(consumer, &topic)? {
             let (_low, high) = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
             marks.insert(p, high);
         }
         Ok(marks)
     })
     .await
-    .map_err(|e| e.to_string())?
 }
 
 /// A consumer assigned to every partition of `topic` from its first offset.
