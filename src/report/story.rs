@@ -137,12 +137,13 @@ impl Teller<'_> {
             let during = if during.is_empty() { String::new() } else { format!(" (during {})", during.join(", ")) };
             parts.push(format!("{}: {} {when}{error}{during}", leg.as_str(), l.told.outcome.as_str()));
         }
-        if !record.legs.contains_key(&Leg::Topic) && record.order.product_id > 0 && self.snapshot.topic.is_some() {
-            if let Some(db) = record.legs.get(&Leg::Db) {
-                if db.told.outcome != crate::history::Outcome::Ok && self.by_id.contains_key(&record.order.order_id) {
-                    parts.push("topic: not attempted (the commit was not known to have happened)".into());
-                }
-            }
+        // Where the app publishes after committing (naive), an order without
+        // a topic leg was never published: say why. Where it never publishes
+        // (the relay or connector does), a missing topic leg means nothing.
+        let app_publishes = self.records.iter().any(|r| r.legs.contains_key(&Leg::Topic));
+        let db_not_ok = record.legs.get(&Leg::Db).is_some_and(|db| db.told.outcome != crate::history::Outcome::Ok);
+        if app_publishes && !record.legs.contains_key(&Leg::Topic) && db_not_ok {
+            parts.push("topic: not attempted (the database leg did not succeed)".into());
         }
         parts
     }
