@@ -167,9 +167,15 @@ async fn cache_aside_ends_stale_when_redis_swallows_deletes() {
 }
 
 /// cache-aside: the set-after-delete race, widened by a seeded pause.
+///
+/// A race's end state depends on timing: a product stays stale only if its
+/// last old fill lands before any fresh one. The seed decides how wide that
+/// margin is. Measured with 16 runs at a time, seed 5 ended with 2–4 stale
+/// keys every time; seed 6 (used before) ended with 0 or 1, so it did not
+/// reproduce the race reliably under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_aside_ends_stale_from_the_set_after_delete_race() {
-    let result = RunSpec::new(Strategy::CacheAside, "cache-race", 6, TUNED).run().await;
+    let result = RunSpec::new(Strategy::CacheAside, "cache-race", 5, TUNED).run().await;
     let f = &result.findings;
     assert!(f.count(Anomaly::StaleCache).unwrap() > 0, "{}", summary(&result));
     assert!(f.cache_reads.unwrap().stale_reads > 0);
