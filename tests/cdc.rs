@@ -21,14 +21,13 @@ use futures::FutureExt;
 use rdkafka::message::Message;
 use uuid::Uuid;
 
-use dualwrite::cli::OutboxCdcMode;
 use dualwrite::config::Tuning;
 use dualwrite::event::StockChanged;
 use dualwrite::history::{Clock, History, OrderId, StockAfter};
 use dualwrite::kafka::embedded::EmbeddedKafka;
 use dualwrite::kafka::topic::{self, TopicRecord};
 use dualwrite::strategy::background::Background;
-use dualwrite::strategy::{self, App, Env, Links, Strategy};
+use dualwrite::strategy::{self, App, Env, Links, OutboxCdcMode, Strategy};
 
 mod common;
 

@@ -39,10 +39,9 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
-use crate::cli::OutboxCdcMode;
 use crate::db::{self, quote_ident};
 use crate::error::{Error, Result};
-use crate::strategy::{Env, Strategy};
+use crate::strategy::{Env, OutboxCdcMode, Strategy};
 
 pub mod connector;
 pub mod pgoutput;

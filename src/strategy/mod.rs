@@ -37,7 +37,7 @@ pub mod publish_in_tx;
 pub mod cdc;
 pub mod outbox_cdc;
 
-pub use names::{Expectation, Strategy};
+pub use names::{Expectation, OutboxCdcMode, Strategy};
 
 /// The addresses of the fault-proxy links (see [`crate::links`]).
 #[derive(Debug, Clone, Copy)]

@@ -86,6 +86,18 @@ impl std::fmt::Display for Expectation {
     }
 }
 
+/// How outbox-cdc puts its events in the WAL (`--outbox-cdc-mode`): an
+/// option of that one strategy, so it lives with the strategy names rather
+/// than in the CLI that spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxCdcMode {
+    /// `pg_logical_emit_message(true, ...)` in the business transaction.
+    Message,
+    /// A row in an outbox table, decoded from the WAL.
+    Table,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,13 +53,12 @@
 //! both CDC strategies lossless; then `src/reconcile.rs` to see how
 //! duplicates, lag and loss are counted.
 
-use crate::cli::OutboxCdcMode;
 use crate::db::{self, bounded, AppDb, DbError, Stage};
 use crate::error::Result;
 use crate::event::StockChanged;
 use crate::history::{History, Leg, Order, StockAfter, Told};
 
-use super::{Env, Integration, Served};
+use super::{Env, Integration, OutboxCdcMode, Served};
 
 /// The outbox-cdc app: a pool, how the event goes into the WAL, and the
 /// message prefix (the run's schema).
