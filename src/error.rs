@@ -3,7 +3,8 @@
 //! A fault that a strategy suffers — a reset publish, a lost delete — is
 //! *data*: it becomes an outcome in the history. An [`Error`] is dualwrite
 //! failing to do its job: bad input, a service it cannot reach, a snapshot it
-//! cannot take. `main` prints the chain with `{:#}` and exits 2.
+//! cannot take. `main` prints the whole chain — what failed, then why, down
+//! to the root cause — on one line with [`Chain`], and exits 2.
 //!
 //! | exit code | meaning                                                   |
 //! |-----------|-----------------------------------------------------------|
@@ -14,7 +15,7 @@
 
 use std::error::Error as StdError;
 
-/// A boxed source error, kept so the `{:#}` chain shows the root cause.
+/// A boxed source error, kept so that [`Chain`] shows the root cause.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Exit code: every verdict is what the scenario expects.
@@ -29,9 +30,20 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// Everything that can stop dualwrite from doing its job.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A flag or file had a value dualwrite cannot use.
+    /// A flag or file had a value dualwrite cannot use, and the message
+    /// says all there is to say (a value out of range, a missing link).
     #[error("{0}")]
     Config(String),
+
+    /// A flag or file had a value dualwrite cannot use, because a parser or
+    /// the system refused it: the message names the flag and the fix, the
+    /// source says what the parser said.
+    #[error("{message}")]
+    Input {
+        message: String,
+        #[source]
+        source: BoxError,
+    },
 
     /// A service could not be reached or set up. The message names the
     /// service, the address and the fix; the source says what happened.
@@ -83,6 +95,11 @@ impl Error {
         Error::Unreachable { service, address: address.into(), fix: fix.into(), source: source.into() }
     }
 
+    /// A value dualwrite cannot use, with the error that refused it.
+    pub fn input(message: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Input { message: message.into(), source: source.into() }
+    }
+
     /// A service refused an action.
     pub fn refused(
         service: &'static str,
@@ -100,6 +117,77 @@ impl Error {
             _ => EXIT_TOOL,
         }
     }
+
+    /// True when standard output was closed by its reader (`dualwrite
+    /// compare | head`). Like ripgrep, dualwrite then stops quietly with exit
+    /// code 0: the reader has what it wanted, and nothing failed.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Write { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// An error and all its causes on one line, `what failed: why: root cause`.
+///
+/// The one place that formats a chain: `main` prints errors with it, and
+/// anything that keeps an error as text (a warning, the history, `doctor`)
+/// should too, so that no cause is lost. (`{:#}` on a thiserror type prints
+/// only its own message.) A cause whose message its parent already contains
+/// — `cannot read x: No such file (os error 2)` over `No such file (os error
+/// 2)` — is not repeated.
+pub struct Chain<'e>(pub &'e (dyn StdError + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let message = error.to_string();
+            if !message.is_empty() && !shown.contains(&message) {
+                write!(f, ": {message}")?;
+                shown = message;
+            }
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// [`Chain`] as a `String`.
+pub fn chain(error: &(dyn StdError + 'static)) -> String {
+    Chain(error).to_string()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = Error::unreachable("Redis", "127.0.0.1:1", "start it", io);
+        assert_eq!(chain(&error), "cannot reach Redis at 127.0.0.1:1 (start it): connection refused");
+
+        // A transparent wrapper does not repeat its inner message.
+        let read = crate::scenario::ScenarioError::Read {
+            path: "x.toml".into(),
+            source: crate::files::FileError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "No such file or directory (os error 2)",
+            )),
+        };
+        assert_eq!(
+            chain(&Error::from(read)),
+            "cannot read scenario file x.toml: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn a_broken_pipe_on_standard_output_is_recognised() {
+        let pipe = Error::Write { path: "standard output".into(), source: std::io::ErrorKind::BrokenPipe.into() };
+        assert!(pipe.is_broken_pipe());
+        assert!(!Error::Config("x".into()).is_broken_pipe());
+    }
+}

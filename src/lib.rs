@@ -4,7 +4,10 @@
 //!
 //! In the order data flows through a run:
 //!
-//! - [`cli`] → [`config`]: flags as typed, then resolved and validated.
+//! - [`cli`] → [`config`]: flags as typed, then resolved and validated
+//!   ([`config::limits`]: every duration's and count's range); [`files`]:
+//!   input files read with a cap, output files checked up front and written
+//!   atomically; [`redact`]: no password in any output.
 //! - [`commands`]: the subcommands; [`doctor`] checks the services.
 //! - [`infra`]: reaches Postgres, Redis, Kafka ([`kafka::embedded`] when none
 //!   is given) and the fault proxy ([`proxy`], built in or a real
@@ -36,6 +39,7 @@ pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod faults;
+pub mod files;
 pub mod history;
 pub mod infra;
 pub mod kafka;
@@ -43,6 +47,7 @@ pub mod links;
 pub mod progress;
 pub mod proxy;
 pub mod reconcile;
+pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod scenario;
