@@ -8,17 +8,29 @@
 //! ([`Scenario::schedule`]), and prints both for the `dualwrite scenarios`
 //! commands and the reports.
 //!
-//! - `file.rs`: the TOML model and its validation (every error names a line);
+//! - `file.rs`: reading a file — TOML syntax, the model, the checks — with
+//!   every error naming a line;
+//! - `model.rs`: the TOML model serde reads;
+//! - `check.rs`: the checks that turn the model into a `Spec`;
+//! - `spec.rs`: the validated scenario (`Spec`), times still as written;
 //! - `expand.rs`: percentages resolved, random windows placed, from the seed;
 //! - `schedule.rs`: the expanded schedule the runner reads.
+//!
+//! A scenario file is read only if it is a regular file of at most 1 MiB
+//! ([`crate::files::read_input`]), and every step after reading is linear
+//! in its size or bounded by the caps on entries, so no file can make
+//! dualwrite hang.
 //!
 //! The built-in scenarios are the files in `scenarios/`, compiled into the
 //! binary so that `dualwrite` works from any directory; `dualwrite scenarios
 //! show NAME` prints one so it can be copied and edited.
 
+mod check;
 mod expand;
 mod file;
+mod model;
 pub mod schedule;
+mod spec;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -43,7 +55,7 @@ pub enum ScenarioError {
     Read {
         path: PathBuf,
         #[source]
-        source: io::Error,
+        source: crate::files::FileError,
     },
 
     /// The file is not TOML. The toml crate's error is not kept as a source:
@@ -89,7 +101,7 @@ pub struct Scenario {
     label: String,
     /// The file's text, as written.
     text: String,
-    spec: file::Spec,
+    spec: spec::Spec,
 }
 
 impl Scenario {
@@ -113,12 +125,18 @@ impl Scenario {
     /// ending in `.toml`).
     pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
         if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
-            let text = std::fs::read_to_string(name_or_path)
-                .map_err(|source| ScenarioError::Read { path: PathBuf::from(name_or_path), source })?;
-            return Scenario::parse(name_or_path, &text);
+            return Scenario::load_file(Path::new(name_or_path));
         }
         Scenario::builtin(name_or_path)
             .ok_or_else(|| ScenarioError::NotFound { name: name_or_path.to_owned(), known: Scenario::builtin_names() })
+    }
+
+    /// A scenario file: a regular file of at most 1 MiB
+    /// ([`crate::files::read_input`]), parsed and validated.
+    pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = crate::files::read_input(path)
+            .map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
+        Scenario::parse(&path.display().to_string(), &text)
     }
 
     /// Parses and validates a scenario file's text; `file_label` names it in
@@ -250,7 +268,7 @@ pub fn write_schedule(schedule: &Schedule, out: &mut impl Write) -> io::Result<(
 /// A toxic's attributes in Toxiproxy's names, in declaration order.
 fn toxic_attributes(kind: &crate::proxy::toxic::ToxicKind) -> Vec<(&'static str, serde_json::Value)> {
     let json = serde_json::to_value(kind).unwrap_or_default();
-    file::attributes_of(kind.type_name())
+    spec::attributes_of(kind.type_name())
         .unwrap_or(&[])
         .iter()
         .map(|(name, _)| (*name, json["attributes"][*name].clone()))

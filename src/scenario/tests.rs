@@ -569,3 +569,65 @@ fn schedules_print_one_fault_a_line_in_time_order() {
     write_schedule(&Schedule::default(), &mut out).unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), "  no faults\n");
 }
+
+/// A scenario file near the 1 MiB cap, with as many windows as a file may
+/// hold, is checked and expanded in well under a second: every step is
+/// linear (or n log n) in the file. (Finding each entry's line by counting
+/// newlines from the start once made a 1 MB file take 34 s.)
+#[test]
+fn a_large_file_is_checked_in_linear_time() {
+    let mut text = String::from("description = \"Many windows.\"\n");
+    let links = ["postgres", "postgres_relay", "redis", "kafka"];
+    for i in 0..1990u64 {
+        let link = links[(i % 4) as usize];
+        let from = (i / 4) * 100;
+        text.push_str(&format!(
+            "[[window]]\n# {}\nlink = \"{link}\"\nfrom = \"{from}ms\"\nuntil = \"{}ms\"\ntype = \"latency\"\n\
+             attributes = {{ latency = 10 }}\n",
+            "padding ".repeat(50),
+            from + 100
+        ));
+    }
+    text.push_str("[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 10\nlength = [\"10ms\", \"20ms\"]\n");
+    assert!(text.len() > 900_000 && text.len() < crate::files::MAX_INPUT_BYTES as usize, "{}", text.len());
+    let started = std::time::Instant::now();
+    let scenario = parse(&text);
+    let schedule = scenario.schedule(1, Duration::from_secs(60)).unwrap();
+    assert_eq!(schedule.windows.len(), 2000);
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+
+    // The same file with one overlap at the very end names it, as fast.
+    let mut overlapping = text.clone();
+    overlapping.push_str("[[window]]\nlink = \"kafka\"\nfrom = \"50ms\"\nuntil = \"150ms\"\ntype = \"latency\"\n");
+    let started = std::time::Instant::now();
+    let e = parse_err(&overlapping.replace("count = 10", "count = 9"));
+    assert!(e.contains("window 1991: overlaps window 4 (kafka latency 0ms–100ms)"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
+/// More windows than a scenario may hold are refused at the entry that goes
+/// over, before any other check runs.
+#[test]
+fn the_number_of_windows_is_capped() {
+    let window = "[[window]]\nlink = \"kafka\"\nfrom = \"1s\"\nuntil = \"2s\"\ntype = \"down\"\n";
+    let text = format!("description = \"x\"\n{}", window.repeat(2001));
+    let e = parse_err(&text);
+    assert!(e.starts_with("test.toml:10002: more than 2000 [[window]] entries"), "{e}");
+    let random = "[[random]]\nlink = \"redis\"\ntype = \"down\"\ncount = 1000\nlength = [\"1ms\", \"1ms\"]\n";
+    let e = parse_err(&format!("description = \"x\"\n{}", random.repeat(3)));
+    assert!(e.contains("brings the scenario to 3000 windows"), "{e}");
+    let crash = "[[crash]]\ncomponent = \"relay\"\nat = \"1s\"\nrestart_after = \"1s\"\n";
+    let e = parse_err(&format!("description = \"x\"\n{}", crash.repeat(101)));
+    assert!(e.contains("more than 100 [[crash]] entries"), "{e}");
+}
+
+/// Times beyond any run are refused when read, so no later sum overflows.
+#[test]
+fn times_beyond_any_run_are_refused() {
+    let e = parse_err(
+        "description = \"x\"\n[[crash]]\ncomponent = \"relay\"\nat = \"1s\"\nrestart_after = \"500000000000y\"\n",
+    );
+    assert!(e.contains("restart_after = \"500000000000y\" is later than any run reaches"), "{e}");
+    let e = parse_err("description = \"x\"\nduration = \"25h\"\n");
+    assert!(e.contains("longer than any run"), "{e}");
+}
