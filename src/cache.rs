@@ -72,18 +72,34 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// Parses a `redis://` URL: TCP only, because dualwrite reaches Redis
+/// through its fault proxy. The error quotes it with its password hidden.
+pub fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
+    let shown = crate::redact::redact_url(url);
+    let example = "expected e.g. redis://127.0.0.1:6379 (or redis://:password@host:6379/0)";
+    let info: redis::ConnectionInfo =
+        url.parse().map_err(|e| Error::input(format!("--redis-url {shown:?} is not a Redis URL ({example})"), e))?;
+    let kind = match &info.addr {
+        redis::ConnectionAddr::Tcp(host, _) if !host.is_empty() => return Ok(info),
+        redis::ConnectionAddr::Tcp(..) => "a TCP address without a host",
+        redis::ConnectionAddr::Unix(_) => "a Unix socket",
+        _ => "a TLS connection",
+    };
+    Err(Error::Config(format!(
+        "--redis-url {shown:?} is {kind}; dualwrite reaches Redis over plain TCP through its fault proxy: {example}"
+    )))
+}
+
 impl Cache {
     /// A client for `url`, reaching it through `via` (a proxy link) if given.
     pub fn new(url: &str, via: Option<SocketAddr>, prefix: &str, timeout: Duration) -> Result<Cache> {
-        let mut info: redis::ConnectionInfo = url.parse().map_err(|e: redis::RedisError| {
-            Error::Config(format!("--redis-url {url:?} is not a Redis URL ({e}); expected e.g. redis://127.0.0.1:6379"))
-        })?;
+        let mut info = parse_url(url)?;
         if let Some(via) = via {
             info.addr = redis::ConnectionAddr::Tcp(via.ip().to_string(), via.port());
         }
         let address = info.addr.to_string();
         let client = redis::Client::open(info)
-            .map_err(|e| Error::Config(format!("--redis-url {url:?} cannot be used ({e})")))?;
+            .map_err(|e| Error::input(format!("--redis-url {:?} cannot be used", crate::redact::redact_url(url)), e))?;
         Ok(Cache { client, address, prefix: prefix.to_string(), timeout, connection: Mutex::new(None) })
     }
 

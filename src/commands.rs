@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, CompareArgs, OutputArgs, RunArgs, ScenariosCommand};
-use crate::config::{Services, Tuning, Workload};
+use crate::cli::{Command, CompareArgs, RunArgs, ScenariosCommand};
+use crate::config::{Outputs, Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED};
+use crate::files::OutputFile;
 use crate::infra::Infra;
 use crate::progress::Progress;
 use crate::report::{Location, Report, RunReport};
 use crate::runner::{self, Plan};
+use crate::scenario::schedule::Schedule;
 use crate::scenario::Scenario;
 use crate::strategy::Strategy;
 
@@ -25,6 +27,12 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Scenarios { command } => scenarios(command, out),
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
+            // The file is checked here as any input is (a regular file of at
+            // most 1 MiB): the proxy's own reader takes it as it is.
+            if let Some(path) = &args.config {
+                crate::files::read_input(path)
+                    .map_err(|e| Error::input(format!("cannot read --config {}", path.display()), e))?;
+            }
             crate::proxy::serve(args.listen, args.config.as_deref()).await?;
             Ok(EXIT_OK)
         }
@@ -50,39 +58,76 @@ fn interrupt_token() -> CancellationToken {
 
 /// `dualwrite run <strategy>`
 async fn run(args: RunArgs, out: &mut impl Write) -> Result<i32> {
+    let strategies = [args.strategy];
+    let inputs = Inputs::resolve("run", &args.scenario, args.duration, &args.workload, &args.tuning)?;
     let services = Services::from_args(&args.services)?;
-    let inputs = Inputs::resolve(&args.scenario, &args.workload, args.duration, &args.tuning)?;
-    execute(&[args.strategy], &services, inputs, &args.output, "run", out).await
+    let outputs = Outputs::from_args(&args.output)?;
+    let reproduce = inputs.reproduce(&args.given);
+    warn_unused(&args.given, &strategies);
+    execute(&strategies, &services, inputs, &outputs, reproduce, out).await
 }
 
 /// `dualwrite compare`
 async fn compare(args: CompareArgs, out: &mut impl Write) -> Result<i32> {
-    let services = Services::from_args(&args.services)?;
-    let inputs = Inputs::resolve(&args.scenario, &args.workload, args.duration, &args.tuning)?;
     let mut strategies = if args.strategies.is_empty() { Strategy::ALL.to_vec() } else { args.strategies.clone() };
-    strategies.dedup();
-    execute(&strategies, &services, inputs, &args.output, "compare", out).await
+    // Each strategy once, in the order given (`naive,outbox,naive` runs two).
+    let mut seen = std::collections::HashSet::new();
+    strategies.retain(|s| seen.insert(*s));
+    let inputs = Inputs::resolve("compare", &args.scenario, args.duration, &args.workload, &args.tuning)?;
+    let services = Services::from_args(&args.services)?;
+    let outputs = Outputs::from_args(&args.output)?;
+    let reproduce = inputs.reproduce(&args.given);
+    warn_unused(&args.given, &strategies);
+    execute(&strategies, &services, inputs, &outputs, reproduce, out).await
 }
 
-/// The resolved inputs shared by `run` and `compare`.
+/// One line on stderr for each flag the chosen strategies do not use.
+fn warn_unused(given: &crate::cli::Given, strategies: &[Strategy]) {
+    for warning in crate::config::reproduce::unused_flags(given, strategies) {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// The resolved inputs shared by `run` and `compare`, all checked before
+/// any service is reached.
 struct Inputs {
+    command: &'static str,
     scenario: Arc<Scenario>,
+    /// The scenario expanded for the seed and duration: the same for every
+    /// strategy.
+    schedule: Schedule,
     workload: Workload,
     tuning: Tuning,
 }
 
 impl Inputs {
     fn resolve(
+        command: &'static str,
         scenario: &str,
-        workload: &crate::cli::WorkloadArgs,
         duration: std::time::Duration,
+        workload: &crate::cli::WorkloadArgs,
         tuning: &crate::cli::TuningArgs,
     ) -> Result<Inputs> {
-        Ok(Inputs {
-            scenario: Arc::new(Scenario::load(scenario)?),
-            workload: Workload::from_args(workload, duration)?,
-            tuning: Tuning::from_args(tuning)?,
-        })
+        let scenario = Arc::new(Scenario::load(scenario)?);
+        let workload = Workload::from_args(workload, duration)?;
+        // Here, before any service is reached, is the place to check the
+        // embedded broker's capacity for the strategies that publish
+        // (`Strategy::publishes`): a run publishes up to
+        // `workload.planned_orders()` events (`workload.orders_per_second()`
+        // × `workload.duration`), and that broker keeps only so much.
+        let schedule = scenario.schedule(workload.seed, workload.duration)?;
+        Ok(Inputs { command, scenario, schedule, workload, tuning: Tuning::from_args(tuning)? })
+    }
+
+    /// The command that runs this run again (see `config::reproduce`).
+    fn reproduce(&self, given: &crate::cli::Given) -> String {
+        crate::config::reproduce::reproduce_line(
+            self.command,
+            given,
+            &self.scenario,
+            self.workload.seed,
+            self.workload.duration,
+        )
     }
 }
 
@@ -92,13 +137,19 @@ async fn execute(
     strategies: &[Strategy],
     services: &Services,
     inputs: Inputs,
-    output: &OutputArgs,
-    command: &str,
+    outputs: &Outputs,
+    reproduce: String,
     out: &mut impl Write,
 ) -> Result<i32> {
-    let Inputs { scenario, workload, tuning } = inputs;
-    let schedule = scenario.schedule(workload.seed, workload.duration)?;
-    // The seed first, so that even a run that fails can be reproduced.
+    let Inputs { command, scenario, schedule, workload, tuning } = inputs;
+    // Redis is reached before anything is started, when a strategy needs it.
+    if strategies.iter().any(|s| s.caches()) {
+        crate::infra::check_redis(&services.redis_url).await?;
+    }
+    let interrupt = interrupt_token();
+    let infra = Infra::start(services).await?;
+    // Every service answered: the run begins. The seed first, so that even
+    // a run that fails from here on can be reproduced.
     eprintln!(
         "dualwrite {command} · scenario {} · seed {} · {:.1} s · {} fault windows, {} crashes",
         scenario.name,
@@ -107,10 +158,9 @@ async fn execute(
         schedule.windows.len(),
         schedule.crashes.len()
     );
-    let interrupt = interrupt_token();
-    let infra = Infra::start(services).await?;
     let progress = Progress::stderr();
     let mut runs = Vec::new();
+    let mut histories: Vec<(Strategy, Vec<crate::history::Event>)> = Vec::new();
     let mut failure = None;
     for (i, strategy) in strategies.iter().enumerate() {
         progress.set_position(i, strategies.len());
@@ -120,18 +170,24 @@ async fn execute(
             schedule: schedule.clone(),
             workload: workload.clone(),
             tuning: tuning.clone(),
-            keep: output.keep,
+            keep: outputs.keep,
         };
         match runner::run(&infra, &plan, &progress, &interrupt).await {
             Ok(result) => {
-                if let Some(path) = &output.history {
-                    write_history(&result.history, path)?;
+                // Written after every strategy, so that a later failure
+                // keeps the histories of the runs before it.
+                if let Some(file) = &outputs.history {
+                    histories.push((*strategy, result.history.clone()));
+                    if let Err(e) = write_history(&histories, file) {
+                        failure = Some(e);
+                        break;
+                    }
                 }
                 let location = Location {
                     database_url: &services.database_url,
                     database: infra.db.get_database().unwrap_or("postgres"),
                     brokers: &infra.kafka,
-                    kept: output.keep,
+                    kept: outputs.keep,
                 };
                 runs.push(RunReport::new(&result, &schedule, location));
             }
@@ -153,12 +209,14 @@ async fn execute(
         scenario: scenario.name.clone(),
         duration_ms: workload.duration.as_millis() as u64,
         scenario_source: scenario.source.clone(),
+        reproduce,
         schedule,
         services: description,
         runs,
     };
-    if let Some(path) = &output.json {
-        write_json(&report, path)?;
+    if let Some(file) = &outputs.json {
+        file.write(|mut out| report.write_json(&mut out))
+            .map_err(|e| Error::input(format!("cannot write --json {}", file.path().display()), e))?;
     }
     let width = if std::io::stdout().is_terminal() { comfy_table::Table::new().width().or(Some(120)) } else { None };
     crate::report::table::write_text(&report, command, width, out)
@@ -166,30 +224,27 @@ async fn execute(
     Ok(if report.all_as_expected() { EXIT_OK } else { EXIT_UNEXPECTED })
 }
 
-/// Writes the JSON report atomically (a temporary file, then a rename), so
-/// a reader never sees half a report.
-fn write_json(report: &Report, path: &std::path::Path) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        report.write_json(&mut file)?;
-        file.flush()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Error::Write { path: path.display().to_string(), source: e })
+/// One line of `--history`: an event of the history, and whose it is.
+#[derive(serde::Serialize)]
+struct HistoryLine<'a> {
+    strategy: Strategy,
+    #[serde(flatten)]
+    event: &'a crate::history::Event,
 }
 
-/// Writes the history as JSON lines, one event per line.
-fn write_history(events: &[crate::history::Event], path: &std::path::Path) -> Result<()> {
-    let write = || -> std::io::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for event in events {
-            serde_json::to_writer(&mut file, event)?;
-            writeln!(file)?;
+/// Writes the histories as JSON lines, one event per line, each naming its
+/// strategy, atomically.
+fn write_history(histories: &[(Strategy, Vec<crate::history::Event>)], file: &OutputFile) -> Result<()> {
+    file.write(|out| {
+        for (strategy, events) in histories {
+            for event in events {
+                serde_json::to_writer(&mut *out, &HistoryLine { strategy: *strategy, event })?;
+                writeln!(out)?;
+            }
         }
-        file.flush()
-    };
-    write().map_err(|e| Error::Write { path: path.display().to_string(), source: e })
+        Ok(())
+    })
+    .map_err(|e| Error::input(format!("cannot write --history {}", file.path().display()), e))
 }
 
 /// `dualwrite scenarios [list | show NAME | check FILE]`
@@ -207,7 +262,7 @@ fn scenarios(command: Option<ScenariosCommand>, out: &mut impl Write) -> Result<
             }
         }
         ScenariosCommand::Check { file } => {
-            let scenario = Scenario::load(&file.display().to_string())?;
+            let scenario = Scenario::load_file(&file)?;
             // Expanding catches what only shows once percentages resolve.
             for seconds in [1, 10, 60] {
                 scenario.schedule(1, std::time::Duration::from_secs(seconds))?;

@@ -25,20 +25,27 @@ use crate::history::{Order, StockAfter, Told};
 /// gives up with an error that names the address and the fix.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-const FIX: &str = "is PostgreSQL running? `make setup` starts it; or point --database-url / DATABASE_URL at yours";
+/// The fix for an unreachable PostgreSQL, in every message that says so.
+pub const FIX: &str = "is PostgreSQL running? `make setup` starts it; or point --database-url / DATABASE_URL at yours";
 
-/// Parses a `postgres://` URL.
+/// Parses a `postgres://` URL. The error quotes it with its password hidden.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions> {
+    let shown = crate::redact::redact_url(url);
+    let example = "expected e.g. postgres://postgres@127.0.0.1:5432/postgres";
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(Error::Config(format!("--database-url {shown:?} is not a PostgreSQL URL; {example}")));
+    }
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::input(format!("--database-url {shown:?} is not a PostgreSQL URL ({example})"), e))?;
+    // sqlx falls back to a Unix socket without a host, and to $PGHOST:
+    // dualwrite reaches PostgreSQL over TCP, through the fault proxy.
+    if options.get_host().starts_with('/') {
         return Err(Error::Config(format!(
-            "--database-url {url:?} is not a PostgreSQL URL; expected e.g. postgres://postgres@127.0.0.1:5432/postgres"
+            "--database-url {shown:?} names a Unix socket; dualwrite reaches PostgreSQL over TCP through its fault \
+             proxy: give a host, {example}"
         )));
     }
-    PgConnectOptions::from_str(url).map_err(|e| {
-        Error::Config(format!(
-            "--database-url {url:?} is not a PostgreSQL URL ({e}); expected e.g. postgres://postgres@127.0.0.1:5432/postgres"
-        ))
-    })
+    Ok(options)
 }
 
 /// `host:port` of a URL, for messages.
@@ -70,6 +77,13 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
                 options.get_database().unwrap_or("postgres")
             ),
             e,
+        )),
+        // The pool's own acquire timeout (the same bound) ran out first.
+        Ok(Err(sqlx::Error::PoolTimedOut)) => Err(Error::unreachable(
+            "PostgreSQL",
+            address(&options),
+            FIX,
+            format!("no answer within {CONNECT_TIMEOUT:?}"),
         )),
         Ok(Err(e)) => Err(Error::unreachable("PostgreSQL", address(&options), FIX, e)),
         Err(_) => Err(Error::unreachable(

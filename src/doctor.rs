@@ -54,7 +54,7 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
             return vec![Check {
                 name: "postgres",
                 ok: false,
-                found: e.to_string(),
+                found: crate::error::chain(&e),
                 fix: Some("pass a postgres:// URL".into()),
             }]
         }
@@ -66,7 +66,7 @@ async fn postgres(services: &Services, drop_stale: bool) -> Vec<Check> {
             return vec![Check {
                 name: "postgres",
                 ok: false,
-                found: format!("{:#}", anyhow::Error::from(e)),
+                found: crate::error::chain(&e),
                 fix: Some("`make setup` installs and starts PostgreSQL; or set --database-url / DATABASE_URL".into()),
             }]
         }
@@ -199,7 +199,12 @@ async fn redis(services: &Services) -> Check {
     let cache = match crate::cache::Cache::new(&services.redis_url, None, "dw_doctor:", Duration::from_secs(2)) {
         Ok(c) => c,
         Err(e) => {
-            return Check { name: "redis", ok: false, found: e.to_string(), fix: Some("pass a redis:// URL".into()) }
+            return Check {
+                name: "redis",
+                ok: false,
+                found: crate::error::chain(&e),
+                fix: Some("pass a redis:// URL".into()),
+            }
         }
     };
     match cache.ping().await {
@@ -207,7 +212,7 @@ async fn redis(services: &Services) -> Check {
         Err(e) => Check {
             name: "redis",
             ok: false,
-            found: format!("{:#}", anyhow::Error::from(e)),
+            found: crate::error::chain(&e),
             fix: Some("`make setup` installs and starts Redis; or set --redis-url / REDIS_URL".into()),
         },
     }
@@ -303,8 +308,9 @@ async fn toxiproxy(services: &Services) -> Check {
     };
     let client = match crate::proxy::ToxiproxyClient::new(url) {
         Ok(c) => c,
-        Err(e) => return Check { name: "fault proxy", ok: false, found: e.to_string(), fix: None },
+        Err(e) => return Check { name: "fault proxy", ok: false, found: crate::error::chain(&e), fix: None },
     };
+    let url = crate::redact::redact_url(url);
     match client.proxies().await {
         Ok(proxies) => {
             let missing: Vec<&str> = crate::links::ALL.iter().copied().filter(|l| !proxies.contains_key(*l)).collect();
@@ -322,7 +328,7 @@ async fn toxiproxy(services: &Services) -> Check {
         Err(e) => Check {
             name: "fault proxy",
             ok: false,
-            found: format!("{:#}", anyhow::Error::from(e)),
+            found: crate::error::chain(&e),
             fix: Some("start it (`docker compose up -d` or `dualwrite toxiproxy`), or drop --toxiproxy".into()),
         },
     }

@@ -18,10 +18,11 @@
 //! any that are missing from toxiproxy.json but never rewrites their upstreams.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::config::{ProxyConfigSource, Services, BUILTIN_TOXIPROXY_JSON};
+use crate::config::Services;
 use crate::error::{Error, Result};
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::links;
@@ -53,20 +54,40 @@ impl Infra {
         let db = crate::db::parse_url(&services.database_url)?;
         // Reach Postgres first: it is the store every strategy needs, and an
         // unreachable one should be reported before anything else is started.
+        // A refused port is told at once: sqlx's pool would retry it until
+        // its timeout.
+        let address = crate::db::address(&db);
+        if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Err(Error::unreachable("PostgreSQL", address, crate::db::FIX, e));
+            }
+        }
         crate::db::connect_direct(&db, None, 1).await?.close().await;
         check_logical_wal(&db).await;
+        // A broker given by --brokers is reached directly, before any Kafka
+        // client is built through the proxy: a client that cannot connect
+        // retries (and logs) until its own timeouts, and would name the
+        // proxy's port rather than the broker. (With --toxiproxy, --brokers
+        // is not used; `config::reproduce::unused_flags` says so.)
+        if let (Some(brokers), None) = (&services.brokers, &services.toxiproxy) {
+            check_brokers(brokers).await?;
+        }
 
         let mut description = Vec::new();
-        let wanted = proxy_configs(&services.toxiproxy_config)?;
+        let wanted = services.toxiproxy_config.proxies();
         let (proxy, server, embedded, infos) = match &services.toxiproxy {
             Some(url) => {
                 let proxy = ToxiproxyClient::new(url)?;
-                proxy.version().await?;
-                if services.brokers.is_some() {
-                    tracing::warn!(
-                        "--brokers is ignored with --toxiproxy: Kafka is whatever that proxy's `kafka` link forwards to"
-                    );
-                }
+                // Bounded here too, so that a wrong address fails in seconds.
+                tokio::time::timeout(CHECK_TIMEOUT, proxy.version()).await.map_err(|_| {
+                    Error::unreachable(
+                        "the fault proxy",
+                        crate::redact::redact_url(url),
+                        "is something else listening there? start one with `dualwrite toxiproxy`, or omit \
+                         --toxiproxy to use the built-in one",
+                        format!("no answer to GET /version within {CHECK_TIMEOUT:?}"),
+                    )
+                })??;
                 let mut existing = proxy.proxies().await?;
                 let missing: Vec<ProxyConfig> =
                     wanted.iter().filter(|c| !existing.contains_key(&c.name)).cloned().collect();
@@ -96,10 +117,14 @@ impl Infra {
         };
 
         let host = services.toxiproxy.as_deref().and_then(url_host).unwrap_or_else(|| "127.0.0.1".into());
+        let proxy_source = match &services.toxiproxy {
+            Some(url) => format!("the fault proxy at {}", crate::redact::redact_url(url)),
+            None => "the built-in fault proxy".to_owned(),
+        };
         let find = |name: &str| -> Result<SocketAddr> {
             let info = infos.iter().find(|i| i.name == name).ok_or_else(|| {
                 Error::Config(format!(
-                    "the fault proxy has no proxy named {name:?}; toxiproxy.json must declare {}",
+                    "{proxy_source} has no proxy named {name:?}; toxiproxy.json must declare {}",
                     links::ALL.join(", ")
                 ))
             })?;
@@ -125,7 +150,11 @@ impl Infra {
             (None, None) => description.push(format!("kafka: through the proxy's {kafka}")),
         }
         description.push(format!("postgres: {} through the proxy's {}", crate::db::address(&db), links.postgres));
-        description.push(format!("redis: {} through the proxy's {}", services.redis_url, links.redis));
+        description.push(format!(
+            "redis: {} through the proxy's {}",
+            crate::redact::redact_url(&services.redis_url),
+            links.redis
+        ));
 
         let infra = Infra { services: services.clone(), db, proxy, server, embedded, links, kafka, description };
         infra.heal().await?;
@@ -181,22 +210,105 @@ impl Infra {
     }
 }
 
-/// The proxies toxiproxy.json declares.
-fn proxy_configs(source: &ProxyConfigSource) -> Result<Vec<ProxyConfig>> {
-    let configs: Vec<ProxyConfig> = match source {
-        ProxyConfigSource::BuiltIn => serde_json::from_str(BUILTIN_TOXIPROXY_JSON)
-            .map_err(|e| Error::Config(format!("the built-in toxiproxy.json is invalid: {e}")))?,
-        ProxyConfigSource::File(path) => crate::proxy::load_config(path)?,
-    };
-    for name in links::ALL {
-        if !configs.iter().any(|c| c.name == name) {
-            return Err(Error::Config(format!(
-                "the proxy configuration declares no proxy named {name:?}; dualwrite needs {}",
-                links::ALL.join(", ")
-            )));
+/// How long a check up front waits for one answer: a name to resolve, a
+/// port to accept, a broker's metadata. A workshop laptop's services answer
+/// in milliseconds; a check that waits longer only delays the error.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+const KAFKA_FIX: &str = "is the broker running? check --brokers / KAFKA_BROKERS, or omit it for the embedded broker";
+
+/// Reaches every broker of a `--brokers` list directly (not through the
+/// proxy): its name resolves, its port accepts a connection, and it answers
+/// a metadata request — each within [`CHECK_TIMEOUT`], so a wrong address
+/// fails in seconds, quietly, naming the broker.
+pub async fn check_brokers(brokers: &str) -> Result<()> {
+    for (host, port) in crate::config::broker_addresses(brokers)? {
+        let address = format!("{host}:{port}");
+        let resolved = tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| Error::unreachable("Kafka", &address, KAFKA_FIX, "its name did not resolve within 3 s"))?
+            .map_err(|e| Error::unreachable("Kafka", &address, KAFKA_FIX, e))?
+            .collect::<Vec<SocketAddr>>();
+        let mut last = None;
+        for addr in &resolved {
+            match tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => {
+                    last = None;
+                    break;
+                }
+                Ok(Err(e)) => last = Some(Error::unreachable("Kafka", &address, KAFKA_FIX, e)),
+                Err(_) => {
+                    last = Some(Error::unreachable("Kafka", &address, KAFKA_FIX, "no answer within 3 s"));
+                }
+            }
+        }
+        if let Some(error) = last {
+            return Err(error);
+        }
+        if resolved.is_empty() {
+            return Err(Error::unreachable("Kafka", &address, KAFKA_FIX, "its name resolves to no address"));
         }
     }
-    Ok(configs)
+    // The port answers; does a Kafka broker? librdkafka's client logs only
+    // at debug level (`kafka::quiet`). The request's own timeout bounds the
+    // blocking call, so no thread outlives the check (the process would wait
+    // for it on exit).
+    let config = crate::kafka::topic::consumer_config(brokers, "dualwrite-check");
+    let metadata = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer<crate::kafka::quiet::Quiet> =
+            config.create_with_context(crate::kafka::quiet::Quiet)?;
+        consumer.fetch_metadata(None, CHECK_TIMEOUT).map(|m| m.brokers().len())
+    })
+    .await
+    .map_err(|e| Error::refused("Kafka", brokers, "answer a metadata request", e))?;
+    let fix = "something accepts connections there, but it does not answer as a Kafka broker; check --brokers";
+    match metadata {
+        Ok(_) => Ok(()),
+        Err(rdkafka::error::KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::OperationTimedOut)) => {
+            Err(Error::unreachable(
+                "Kafka",
+                brokers,
+                fix,
+                format!("no answer to a metadata request within {CHECK_TIMEOUT:?}"),
+            ))
+        }
+        Err(e) => Err(Error::unreachable("Kafka", brokers, fix, e)),
+    }
+}
+
+/// Reaches Redis directly before a run that uses it (cache-aside): a Redis
+/// that is down, a wrong password or a database number it does not have is
+/// a setup error, not a run full of failed cache calls.
+pub async fn check_redis(url: &str) -> Result<()> {
+    let cache = crate::cache::Cache::new(url, None, "dw_check:", CHECK_TIMEOUT)?;
+    let address = cache.address().to_owned();
+    let fix = "is Redis running? `make setup` starts it; or point --redis-url / REDIS_URL at yours";
+    match cache.ping().await {
+        Ok(()) => Ok(()),
+        Err(crate::cache::CacheError::TimedOut(limit)) => {
+            Err(Error::unreachable("Redis", address, fix, format!("no answer within {limit:?}")))
+        }
+        Err(error) => {
+            // Redis answered and refused: AUTH or SELECT failed.
+            let answered = match &error {
+                crate::cache::CacheError::Connect { source, .. } | crate::cache::CacheError::Redis(source) => {
+                    !(source.is_io_error() || source.is_timeout() || source.is_connection_refusal())
+                }
+                _ => false,
+            };
+            if answered {
+                Err(Error::refused(
+                    "Redis",
+                    address,
+                    "accept dualwrite's connection (check the password and database number in --redis-url)",
+                    error,
+                ))
+            } else {
+                Err(Error::unreachable("Redis", address, fix, error))
+            }
+        }
+    }
 }
 
 /// The built-in proxy's configuration: toxiproxy.json's links, listening on
@@ -210,13 +322,7 @@ fn built_in_configs(
     db: &PgConnectOptions,
     embedded: Option<&EmbeddedKafka>,
 ) -> Result<Vec<ProxyConfig>> {
-    let redis_info: redis::ConnectionInfo = services.redis_url.parse().map_err(|e: redis::RedisError| {
-        Error::Config(format!("--redis-url {:?} is not a Redis URL ({e})", services.redis_url))
-    })?;
-    let redis_upstream = match &redis_info.addr {
-        redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
-        other => return Err(Error::Config(format!("--redis-url must be a TCP address, not {other}"))),
-    };
+    let redis_upstream = crate::cache::parse_url(&services.redis_url)?.addr.to_string();
     let kafka_upstream = match (embedded, &services.brokers) {
         (Some(broker), _) => broker.listen_addr().to_string(),
         (None, Some(brokers)) => brokers.split(',').next().unwrap_or_default().trim().to_string(),
@@ -244,12 +350,13 @@ fn built_in_configs(
         .collect()
 }
 
-/// The host of an http URL (`http://localhost:8474` → `localhost`).
+/// The host of an http URL (`http://localhost:8474` → `localhost`), parsed
+/// by the `url` crate (as `reqwest::Url`, the same type the proxy client
+/// uses).
 fn url_host(url: &str) -> Option<String> {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let authority = rest.split('/').next()?;
-    let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority);
-    Some(host.trim_start_matches('[').trim_end_matches(']').to_string())
+    let parsed = reqwest::Url::parse(url).ok()?;
+    // An IPv6 host without the brackets a URL needs, so it can be resolved.
+    Some(parsed.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned())
 }
 
 /// Where a client reaches a proxy: its listen address, with an unspecified
@@ -259,18 +366,19 @@ fn link_address(info: &ProxyInfo, api_host: &str) -> Result<SocketAddr> {
         .listen
         .rsplit_once(':')
         .ok_or_else(|| Error::Config(format!("proxy {} listens on {:?}, which has no port", info.name, info.listen)))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| Error::Config(format!("proxy {} listens on {:?}, which has no port", info.name, info.listen)))?;
+    let port: u16 = port.parse().map_err(|e| {
+        Error::input(format!("proxy {} listens on {:?}, which has no valid port", info.name, info.listen), e)
+    })?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() || host == "0.0.0.0" || host == "::" { api_host } else { host };
     let host = if host == "localhost" { "127.0.0.1" } else { host };
     use std::net::ToSocketAddrs;
+    let what = || format!("cannot resolve {host}:{port}, the address of proxy {}", info.name);
     (host, port)
         .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| Error::Config(format!("cannot resolve {host}:{port}, the address of proxy {}", info.name)))
+        .map_err(|e| Error::input(what(), e))?
+        .next()
+        .ok_or_else(|| Error::Config(format!("{}: it resolves to no address", what())))
 }
 
 /// Warns when Postgres is not running with wal_level=logical (the CDC
@@ -309,13 +417,8 @@ mod tests {
     fn url_hosts() {
         assert_eq!(url_host("http://localhost:8474").as_deref(), Some("localhost"));
         assert_eq!(url_host("http://10.0.0.2:8474/").as_deref(), Some("10.0.0.2"));
-    }
-
-    #[test]
-    fn the_built_in_toxiproxy_json_declares_every_link() {
-        let configs = proxy_configs(&ProxyConfigSource::BuiltIn).unwrap();
-        for name in links::ALL {
-            assert!(configs.iter().any(|c| c.name == name), "{name}");
-        }
+        assert_eq!(url_host("http://[::1]:8474").as_deref(), Some("::1"));
+        assert_eq!(url_host("http://user:pw@proxy.example:8474").as_deref(), Some("proxy.example"));
+        assert_eq!(url_host("banana"), None);
     }
 }

@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use dualwrite::cli::Cli;
-use dualwrite::error::EXIT_TOOL;
+use dualwrite::error::{Chain, EXIT_OK, EXIT_TOOL};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A mistake on the command line is one line on stderr and exit 2.
+    let cli = dualwrite::cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -21,11 +20,12 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let code = match runtime.block_on(dualwrite::commands::dispatch(cli.command, &mut stdout)) {
         Ok(code) => code,
+        // `dualwrite compare | head`: the reader has what it wanted.
+        Err(error) if error.is_broken_pipe() => EXIT_OK,
         Err(error) => {
-            let code = error.exit_code();
-            // `{:#}` prints the whole chain: what failed, then why.
-            eprintln!("error: {:#}", anyhow::Error::from(error));
-            code
+            // The whole chain on one line: what failed, then why.
+            eprintln!("error: {}", Chain(&error));
+            error.exit_code()
         }
     };
     // librdkafka and sqlx may hold background threads; do not wait on them.

@@ -84,6 +84,7 @@ fn fixed_report() -> Report {
         scenario: "flaky-network".into(),
         duration_ms: 15_000,
         scenario_source: "built-in".into(),
+        reproduce: "dualwrite compare --scenario flaky-network --seed 3 --duration 15000ms".into(),
         schedule: Schedule {
             windows: vec![
                 Window {

@@ -32,6 +32,9 @@ pub struct Report {
     pub duration_ms: u64,
     /// Where the scenario came from: `built-in` or a file path.
     pub scenario_source: String,
+    /// A command that runs the same run again: every flag given (passwords
+    /// as `***`), the scenario by name or absolute path, the seed.
+    pub reproduce: String,
     /// The fault schedule every strategy ran under.
     pub schedule: Schedule,
     /// The services, one line each.
@@ -182,7 +185,7 @@ impl RunReport {
             faults: result.faults.clone(),
             stories: story::stories(&result.history, &result.snapshot, f, schedule),
             location: Where {
-                database_url: location.database_url.to_string(),
+                database_url: crate::redact::redact_url(location.database_url),
                 database: result.namespace.database.clone().unwrap_or_else(|| location.database.to_string()),
                 schema: result.namespace.schema.clone(),
                 brokers: location.brokers.to_string(),

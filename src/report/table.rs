@@ -112,20 +112,7 @@ pub fn write_text(report: &Report, command: &str, width: Option<u16>, out: &mut 
         report.duration_ms as f64 / 1000.0,
         if report.runs.len() > 1 { " per strategy" } else { "" }
     )?;
-    let reproduce = match command {
-        "run" => format!(
-            "dualwrite run {} --scenario {} --seed {} --duration {}ms",
-            report.runs.first().map(|r| r.strategy.as_str()).unwrap_or("naive"),
-            report.scenario,
-            report.seed,
-            report.duration_ms
-        ),
-        _ => format!(
-            "dualwrite compare --scenario {} --seed {} --duration {}ms",
-            report.scenario, report.seed, report.duration_ms
-        ),
-    };
-    writeln!(out, "reproduce: {reproduce}")?;
+    writeln!(out, "reproduce: {}", report.reproduce)?;
     writeln!(out)?;
     writeln!(out, "fault schedule (the same for every strategy):")?;
     crate::scenario::write_schedule(&report.schedule, out)?;
