@@ -1,6 +1,9 @@
 //! The binary as a user meets it: bad input and unreachable services exit 2
-//! quickly with one clear line and no panic; scenario files are checked with
-//! line numbers; exit codes say whether the verdicts were as expected.
+//! quickly with one clear line and no panic (the full battery is
+//! `cli_battery.rs`); scenario files are checked with line numbers; exit
+//! codes say whether the verdicts were as expected; an error's causes reach
+//! the user; flags a strategy does not use are named; a closed pipe is not
+//! an error; `compare --history` keeps every strategy's history.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -44,8 +47,8 @@ fn assert_refused(args: &[&str], needles: &[&str]) {
 
 #[test]
 fn a_duration_that_is_not_one_is_refused() {
-    assert_refused(&["run", "naive", "--writers", "banana"], &["--writers", "banana", "a duration such as 100ms"]);
-    assert_refused(&["run", "naive", "--duration", "0s"], &["--duration", "greater than zero"]);
+    assert_refused(&["run", "naive", "--writers", "banana"], &["--writers", "banana", "not a duration", "100ms"]);
+    assert_refused(&["run", "naive", "--duration", "0s"], &["--duration", "out of range", "from 1s to 1h"]);
 }
 
 #[test]
@@ -197,4 +200,116 @@ type = "down"
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
     assert!(out.contains("naive: inconsistent but scenario wrong expects consistent"), "{out}");
+}
+
+/// An error's causes reach the user on its one line: here three levels —
+/// the service that cannot be reached (with the fix), the client's own
+/// failure, and the operating system's reason.
+#[test]
+fn an_error_shows_its_causes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}");
+    assert_refused(
+        &["run", "cache-aside", "--redis-url", &url],
+        &[
+            &format!("cannot reach Redis at 127.0.0.1:{port} (is Redis running?"),
+            &format!("): cannot connect to Redis at 127.0.0.1:{port}: "),
+            "Connection refused (os error 111)",
+        ],
+    );
+}
+
+/// A flag the strategy does not use is named, one line on stderr, and the
+/// run goes ahead.
+#[test]
+fn flags_the_strategy_does_not_use_are_named() {
+    let (output, _) = dualwrite(&[
+        "run",
+        "naive",
+        "--relays",
+        "3",
+        "--cache-ttl",
+        "5s",
+        "--scenario",
+        "calm",
+        "--duration",
+        "1s",
+        "--seed",
+        "1",
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: --relays is used only by outbox; it has no effect on naive",
+            "warning: --cache-ttl is used only by cache-aside; it has no effect on naive",
+        ],
+        "{err}"
+    );
+}
+
+/// `dualwrite … | head`: once the reader has gone, dualwrite stops quietly
+/// with exit 0, like ripgrep and friends.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    for args in [&["scenarios", "show", "flaky-network", "--seed", "1"][..], &["run", "naive", "--duration", "1s"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader leaves before dualwrite writes a line.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("error") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// `compare --history` keeps every strategy's history, each line naming
+/// its strategy, and `--json` is written beside it.
+#[test]
+fn compare_keeps_every_strategys_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.jsonl");
+    let json = dir.path().join("r.json");
+    let (output, _) = dualwrite(&[
+        "compare",
+        "--strategies",
+        "naive,cache-aside",
+        "--scenario",
+        "calm",
+        "--duration",
+        "1s",
+        "--seed",
+        "1",
+        "--history",
+        history.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&history).unwrap();
+    let mut per_strategy = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        *per_strategy.entry(event["strategy"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        // The strategy, and the event as the history holds it.
+        assert_eq!(event.as_object().unwrap().len(), 2, "{line}");
+    }
+    assert_eq!(per_strategy.keys().collect::<Vec<_>>(), ["cache-aside", "naive"], "{per_strategy:?}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    // Nothing but the two files is left in the folder.
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["h.jsonl", "r.json"]);
 }
