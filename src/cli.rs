@@ -367,8 +367,8 @@ impl Given {
         let mut flags = Vec::new();
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
-            let Ok(Some(source)) = matches.try_get_raw(id).map(|_| matches.value_source(id)) else { continue };
-            if !matches!(source, ValueSource::CommandLine | ValueSource::EnvVariable) {
+            let source = matches.value_source(id);
+            if !matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
                 continue;
             }
             let takes_values = arg.get_action().takes_values();
@@ -383,7 +383,7 @@ impl Given {
             flags.push(GivenFlag {
                 long: arg.get_long().map(str::to_owned),
                 values,
-                from_env: source == ValueSource::EnvVariable,
+                from_env: source == Some(ValueSource::EnvVariable),
             });
         }
         Given { flags }

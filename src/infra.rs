@@ -96,7 +96,7 @@ impl Infra {
                         existing.insert(info.name.clone(), info);
                     }
                 }
-                description.push(format!("fault proxy: Toxiproxy at {url}"));
+                description.push(format!("fault proxy: Toxiproxy at {}", crate::redact::redact_url(url)));
                 (proxy, None, None, existing.into_values().collect::<Vec<_>>())
             }
             None => {

@@ -879,6 +879,18 @@ fn check(c: &Case, iso: &Isolation) -> (Option<String>, Duration) {
 #[test]
 fn every_bad_input_exits_2_quickly_with_one_line_and_leaves_nothing() {
     let iso = Arc::new(Isolation::create());
+    // The check sees what a run would leave: a schema and a key put there
+    // on purpose are found, by both readers, then removed.
+    let probe = format!("dw_battery_probe_{}", std::process::id());
+    psql(&iso.role, &format!("CREATE SCHEMA {probe}"));
+    let key = Command::new("redis-cli").args(["-n", &REDIS_DB.to_string(), "SET", &probe, "x"]).output().unwrap();
+    assert!(key.status.success());
+    let expected = vec![format!("schema {probe}"), format!("redis key {probe}")];
+    assert_eq!(WATCHER.get_or_init(|| Watcher::new(&iso)).leftovers(), expected);
+    assert_eq!(iso.leftovers(), expected);
+    psql(&iso.role, &format!("DROP SCHEMA {probe}"));
+    Command::new("redis-cli").args(["-n", &REDIS_DB.to_string(), "DEL", &probe]).output().unwrap();
+
     let fixtures = Fixtures::create();
     let all = cases(&fixtures);
     assert!(all.len() >= 150, "only {} cases", all.len());

@@ -631,3 +631,17 @@ fn times_beyond_any_run_are_refused() {
     let e = parse_err("description = \"x\"\nduration = \"25h\"\n");
     assert!(e.contains("longer than any run"), "{e}");
 }
+
+/// A very long run expands at once: random windows are placed in closed
+/// form, not by walking every millisecond of the run (`--duration 99999h`
+/// once hung; the CLI refuses it now, the library still must not hang).
+#[test]
+fn a_very_long_run_expands_at_once() {
+    let started = std::time::Instant::now();
+    let scenario = Scenario::builtin("flaky-network").unwrap();
+    let run = Duration::from_secs(99_999 * 3600);
+    let schedule = scenario.schedule(3, run).unwrap();
+    assert!(!schedule.windows.is_empty());
+    assert_well_formed("flaky-network", &schedule, run);
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
