@@ -1,5 +1,5 @@
 //! Reading a scenario file: TOML syntax, then the model (`model.rs`), then
-//! the checks (`check.rs`), each error with the line it is on.
+//! the checks (`check/`), each error with the line it is on.
 //!
 //! Two layers, so that every error can name a line. serde reads the file into
 //! loosely typed [`toml::Spanned`] fields (strings and raw TOML values, with

@@ -11,7 +11,8 @@
 //! - `file.rs`: reading a file — TOML syntax, the model, the checks — with
 //!   every error naming a line;
 //! - `model.rs`: the TOML model serde reads;
-//! - `check.rs`: the checks that turn the model into a `Spec`;
+//! - `check/`: the checks that turn the model into a `Spec` (`fault.rs`:
+//!   a window's link and toxic);
 //! - `spec.rs`: the validated scenario (`Spec`), times still as written;
 //! - `expand.rs`: percentages resolved, random windows placed, from the seed;
 //! - `schedule.rs`: the expanded schedule the runner reads.

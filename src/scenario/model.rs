@@ -1,7 +1,7 @@
 //! The scenario file's TOML model: what serde reads, before any check.
 //!
 //! Everything a user can get wrong is an `Option` or a raw value, each
-//! [`Spanned`] with its byte offset, so that the checks (`check.rs`), not
+//! [`Spanned`] with its byte offset, so that the checks (`check/`), not
 //! serde, word the error and name its line. Unknown keys are refused here.
 
 use std::collections::BTreeMap;
