@@ -402,6 +402,11 @@ pub fn parse() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
     match try_parse(args.clone()) {
         Ok(cli) => cli,
+        // `dualwrite` alone: the overview of the commands is the answer.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(crate::error::EXIT_TOOL);
+        }
         Err(e) if e.use_stderr() => {
             eprintln!("{}", one_line(&e, &command_path(&args)));
             std::process::exit(crate::error::EXIT_TOOL);
