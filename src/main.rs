@@ -10,7 +10,8 @@ use dualwrite::error::EXIT_TOOL;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let serving_proxy = matches!(cli.command, dualwrite::cli::Command::Toxiproxy(_));
+    init_logging(cli.verbose, serving_proxy);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -34,10 +35,14 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr: warnings by default, more with -v / -vv, or RUST_LOG.
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, serving_proxy: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        0 if serving_proxy => "warn",
+        // During a run, a store that stops answering is reported once, by
+        // the run's own direct watch (`runner::watch`) — not by a warning
+        // from the proxy and from sqlx for every connection attempted.
+        0 => "warn,dualwrite::proxy=error,sqlx=error",
         1 => "info,dualwrite=info",
         _ => "debug,dualwrite=debug",
     };

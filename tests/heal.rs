@@ -118,6 +118,44 @@ async fn a_refused_fault_step_stops_every_task_and_nothing_comes_after_the_heal(
     infra.shutdown().await;
 }
 
+/// A signal ends the main phase while the fault schedule still has a window
+/// to open (at 2.5 s): the schedule is stopped before the heal, so the heal
+/// is the last word and no toxic appears after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_the_fault_schedule_before_the_heal() {
+    let infra = Infra::start(&Services::local()).await.expect("the services are reachable");
+    let schedule = Schedule {
+        windows: vec![window("postgres", 200, 20_000, latency(50)), window("redis", 2_500, 20_000, latency(50))],
+        ..Schedule::default()
+    };
+    let plan = plan(Strategy::Naive, schedule);
+    let interrupt = Interrupt::new();
+    let progress = Progress::hidden();
+    let mut run = Run::new(&infra, &plan, &progress, &interrupt);
+    run.prepare().await.expect("prepared");
+    let mut live = run.start().await.expect("started");
+    let pressed = interrupt.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pressed.press(Signal::Interrupt);
+    });
+
+    let main = run.main(&mut live).await;
+    assert!(matches!(main, Err(Error::Interrupted(Signal::Interrupt))), "{main:?}");
+    let events = live.history().events().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(live.history().events().len(), events, "no app task still runs after the main phase");
+    run.heal().await.expect("healed");
+    assert_healed(&infra, "right after the heal").await;
+    let wait = 3_500u64.saturating_sub(live.history().clock().now());
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_healed(&infra, "after the redis window's start").await;
+
+    drop(live);
+    run.cleanup().await;
+    infra.shutdown().await;
+}
+
 /// The same refusal through `runner::run`: the error comes back, the proxy
 /// is healed, the namespace is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,8 +29,14 @@ pub struct Finished {
 impl Dualwrite {
     /// Starts `dualwrite ARGS` with `-v`, so that each phase is logged.
     pub fn start(args: &[&str]) -> Dualwrite {
+        let mut verbose = vec!["-v"];
+        verbose.extend_from_slice(args);
+        Dualwrite::start_plain(&verbose)
+    }
+
+    /// Starts `dualwrite ARGS` as a user would, without `-v`.
+    pub fn start_plain(args: &[&str]) -> Dualwrite {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-            .arg("-v")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
