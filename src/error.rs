@@ -165,6 +165,8 @@ pub fn chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +195,3 @@ mod tests {
         assert_eq!(Error::Interrupted(Signal::Hangup).exit_code(), 129);
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -46,6 +46,7 @@ use crate::strategy::background::Background;
 use crate::strategy::{Env, Expectation, Strategy};
 use crate::workload::generate;
 
+mod cleanup;
 mod main_phase;
 pub mod watch;
 
@@ -215,22 +216,30 @@ impl<'a> Run<'a> {
     /// nothing is left running: every component started in `start` is
     /// stopped before any error of main, heal or drain is returned.
     async fn phases(&mut self) -> Result<RunResult> {
+        // Errors here need no special care: what prepare made is recorded
+        // in `created` as it is made, and `run` cleans it up.
         self.prepare().await?;
         let mut live = self.start().await?;
 
         // ── main: workload ‖ faults ‖ crashes ──────────────────────────
+        // Its result is kept, not `?`-ed: an error here is exactly when
+        // the heal matters most.
         let main = self.main(&mut live).await;
         // ── heal: always ───────────────────────────────────────────────
         let healed = self.heal().await;
         // ── drain: only after a main phase that ran to its end ─────────
-        let drained = match (&main, &healed) {
-            (Ok(_), Ok(())) => Some(self.drain(&live).await),
-            _ => None,
-        };
+        // After an error or a signal the run has no result to wait for.
+        let completed = main.is_ok() && healed.is_ok();
+        let drained = if completed { Some(self.drain(&live).await) } else { None };
         // The relay or connector stops on every path: left running after an
         // error or a signal, it would keep working against a namespace that
         // the cleanup is about to drop (and a connector would hold its slot).
-        let backlog = self.stop_background(&mut live).await;
+        // Its backlog is evidence for the snapshot, read only when there
+        // will be one.
+        let read_backlog = matches!(drained, Some(Ok(_)));
+        let backlog = self.stop_background(&mut live, read_backlog).await;
+        // The first error is the cause: a heal that failed after a main
+        // phase that failed is a consequence, or beside the point.
         let worked = match (main, healed, drained) {
             (Ok(faults), Ok(()), Some(Ok(drain))) => Ok((faults, drain)),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Some(Err(e))) => Err(e),
@@ -239,6 +248,7 @@ impl<'a> Run<'a> {
         let (faults, drain) = match worked {
             Ok(worked) => worked,
             Err(e) => {
+                // A dead store is not waited on by the cleanup.
                 self.note_death(&e);
                 live.watch.stop().await;
                 return Err(e);
@@ -246,6 +256,8 @@ impl<'a> Run<'a> {
         };
 
         // ── snapshot ───────────────────────────────────────────────────
+        // The watch runs through the snapshot: a store that dies while it
+        // is read makes the snapshot fail, and the outage says why.
         let snapshot = self.snapshot(&live, drain, backlog).await;
         let outages = live.watch.stop().await;
         live.direct.close().await;
@@ -260,7 +272,11 @@ impl<'a> Run<'a> {
     /// exactly what exists.
     pub async fn prepare(&mut self) -> Result<()> {
         self.enter("prepare");
+        // A signal during `Infra::start` (or an earlier strategy of a
+        // compare) must not create a namespace only to drop it.
         self.check_interrupt()?;
+        // Logged so that a user (and the signal tests) can find the run's
+        // data with psql and redis-cli.
         tracing::info!("{}: namespace {}", self.plan.strategy, self.namespace.run_id);
         // The lease before anything it covers exists: `doctor --drop-stale`
         // reads "named like a run, and no lease" as "that run is over".
@@ -269,6 +285,11 @@ impl<'a> Run<'a> {
         // Start from healed links, whatever an earlier run left behind.
         self.infra.heal().await?;
         let name = self.namespace.run_id.clone();
+        // Each part is held *before* it is made: a call cut short may still
+        // have made it on the server, and a third Ctrl-C should name it.
+        // Between parts the run looks for a signal: each step is bounded,
+        // but together they can take seconds (creating a slot waits for the
+        // transactions running anywhere on the server).
         if let Some(database) = &self.namespace.database {
             self.hold(format!("database {database}"));
             crate::db::create_database(&self.infra.db, database).await?;
@@ -291,8 +312,11 @@ impl<'a> Run<'a> {
         if self.plan.strategy.needs_own_database() {
             self.hold(format!("replication slot {name}"));
         }
+        // Marked before the call for the same reason: the strategy's
+        // cleanup drops what exists and ignores what does not.
         self.created.strategy = true;
         crate::strategy::prepare(&self.env).await?;
+        // Readers fill the cache from the first beat of the main phase.
         if self.plan.strategy.caches() {
             self.hold(format!("cache keys {}*", self.namespace.redis_prefix));
         }
@@ -303,7 +327,11 @@ impl<'a> Run<'a> {
     /// downstream consumer, the relay or connector, the store watch. The
     /// run's clock starts at the end, when everything is ready.
     pub async fn start(&mut self) -> Result<Live> {
+        // Two connections: the readers' truth and the snapshot share it, and
+        // a slow snapshot query must not stall a reader's sample.
         let direct = crate::db::connect_direct(&self.env.db, Some(&self.namespace.schema), 2).await?;
+        // The consumer is fetching before the clock starts, so that the
+        // event lag it measures is the strategy's, not its own start-up.
         let ready = if self.plan.strategy.publishes() {
             let consumer = Downstream::connect(&self.infra.kafka, &self.namespace.topic).await.map_err(|e| {
                 Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e)
@@ -318,6 +346,7 @@ impl<'a> Run<'a> {
         let clock = Clock::start();
         let history = History::new(clock);
         let downstream = ready.map(|consumer| Arc::new(consumer.start(clock)));
+        // On the same clock, so that an outage reads against the faults.
         let watch = Watch::start(clock, self.probes()?);
         Ok(Live { history, direct, downstream, background: Some(background), watch })
     }
@@ -332,7 +361,7 @@ impl<'a> Run<'a> {
         let mut probes = vec![Probe::Postgres { lease, address: crate::db::address(&self.infra.db) }];
         if self.plan.strategy.caches() {
             let cache = Cache::new(&self.env.redis_url, None, "dw_watch:", Duration::from_secs(2))?;
-            probes.push(Probe::Redis { cache });
+            probes.push(Probe::Redis { cache: Box::new(cache) });
         }
         let services = &self.infra.services;
         if self.plan.strategy.publishes() && self.infra.embedded.is_none() && services.toxiproxy.is_none() {
@@ -347,11 +376,18 @@ impl<'a> Run<'a> {
     /// proxy may be busy closing the connections a toxic touched.
     pub async fn heal(&self) -> Result<()> {
         self.enter("heal");
+        // `POST /reset` is one call, bounded by the proxy client's timeout.
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.infra.heal().await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // Nothing to tell a user who quits now about the proxy.
+                    if let Some(url) = &self.infra.services.toxiproxy {
+                        self.interrupt.release(&format!("faults on the proxy at {url}"));
+                    }
+                    return Ok(());
+                }
                 Err(e) if attempt >= 3 => return Err(e),
                 Err(e) => {
                     tracing::warn!("healing the fault proxy failed ({}); retrying", crate::error::chain(&e));
@@ -412,10 +448,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Stops the relay or connector, reading its backlog first.
-    async fn stop_background(&self, live: &mut Live) -> Option<Backlog> {
+    /// Stops the relay or connector, reading its backlog first if asked:
+    /// what it left unpublished at the end of the drain.
+    async fn stop_background(&self, live: &mut Live, read_backlog: bool) -> Option<Backlog> {
         let background = live.background.take()?;
-        let backlog = background.backlog(&self.env).await;
+        let backlog = if read_backlog { background.backlog(&self.env).await } else { None };
         background.stop().await;
         backlog
     }
@@ -423,6 +460,8 @@ impl<'a> Run<'a> {
     /// snapshot: the final read, directly from every store.
     async fn snapshot(&self, live: &Live, drain: DrainReport, backlog: Option<Backlog>) -> Result<Snapshot> {
         self.enter("snapshot");
+        // Without the tables there is nothing to reconcile against: an
+        // error, not an `unknown` verdict.
         let (orders, stock) = crate::db::read_tables(&live.direct).await.map_err(|e| {
             Error::refused(
                 "PostgreSQL",
@@ -431,6 +470,8 @@ impl<'a> Run<'a> {
                 e,
             )
         })?;
+        // The topic and the cache, by contrast, become part of the verdict:
+        // one that cannot be read makes it `unknown`, with the reason.
         let topic = if self.plan.strategy.publishes() {
             Some(crate::kafka::topic::read_all(&self.infra.kafka, &self.env.topic, Duration::from_secs(30)).await)
         } else {
@@ -457,6 +498,7 @@ impl<'a> Run<'a> {
         faults: Vec<Applied>,
         outages: Vec<Outage>,
     ) -> RunResult {
+        // A copy: the history is append-only, and nothing appends any more.
         let events = history.events();
         let findings = reconcile(&events, &snapshot);
         self.progress.done(self.plan.strategy);
@@ -470,97 +512,6 @@ impl<'a> Run<'a> {
             faults,
             outages,
         }
-    }
-
-    /// cleanup: removes the namespace — the strategy's slot and publication
-    /// first (a database with a slot cannot be dropped, and an orphaned slot
-    /// keeps WAL for ever), then the schema, the database, the topic, the
-    /// cache keys — unless --keep; then gives the lease back. Never fails:
-    /// whatever could not be removed is named on one line, with the command
-    /// that removes it later.
-    pub async fn cleanup(&mut self) {
-        if self.plan.keep {
-            if self.created.schema {
-                let own = self.namespace.database.is_some();
-                crate::leftovers::mark_kept(&self.infra.db, &self.env.db, &self.namespace.run_id, own).await;
-            }
-        } else {
-            self.enter("cleanup");
-            let left = self.remove_namespace().await;
-            if !left.is_empty() {
-                crate::signals::say(&format!(
-                    "warning: {} left behind: {}; `{REMOVE_COMMAND}` removes it once the store is back",
-                    self.namespace.run_id,
-                    left.join("; ")
-                ));
-            }
-        }
-        for what in self.interrupt.held().into_keys() {
-            if what.contains(&self.namespace.run_id) {
-                self.interrupt.release(&what);
-            }
-        }
-        if let Some(lease) = self.lease.take() {
-            // The last handle: the watch that shared it has stopped.
-            if let Ok(lease) = Arc::try_unwrap(lease) {
-                lease.release().await;
-            }
-        }
-    }
-
-    /// Removes what prepare created; returns what could not be removed.
-    async fn remove_namespace(&self) -> Vec<String> {
-        let name = &self.namespace.run_id;
-        let mut left = Vec::new();
-        let postgres_dead = self.dead_store == Some("PostgreSQL");
-        let step = |result: Result<()>, what: String, left: &mut Vec<String>| match result {
-            Ok(()) => self.interrupt.release(&what),
-            Err(e) => left.push(format!("{what} ({})", crate::error::chain(&e))),
-        };
-        if postgres_dead {
-            // Each step would wait for a store that is gone.
-            let parts = [
-                (self.created.strategy && self.plan.strategy.needs_own_database(), "replication slot"),
-                (self.created.schema, "schema"),
-                (self.created.database, "database"),
-            ];
-            for (_, part) in parts.iter().filter(|(made, _)| *made) {
-                left.push(format!("{part} {name} (PostgreSQL is down)"));
-            }
-        } else {
-            if self.created.strategy {
-                step(crate::strategy::cleanup(&self.env).await, format!("replication slot {name}"), &mut left);
-            }
-            if self.created.schema {
-                let dropped = crate::db::drop_schema(&self.env.db, &self.namespace.schema).await;
-                step(dropped, format!("schema {name}"), &mut left);
-            }
-            if let Some(database) = self.namespace.database.as_ref().filter(|_| self.created.database) {
-                step(crate::db::drop_database(&self.infra.db, database).await, format!("database {name}"), &mut left);
-            }
-        }
-        if self.created.topic && self.infra.embedded.is_none() {
-            // Best effort, logged inside: a leftover topic holds a few records.
-            crate::kafka::topic::delete_topic(&self.infra.kafka, &self.namespace.topic).await;
-            self.interrupt.release(&format!("topic {name}"));
-        }
-        if self.plan.strategy.caches() && self.created.schema {
-            let what = format!("cache keys {}*", self.namespace.redis_prefix);
-            if self.dead_store == Some("Redis") {
-                left.push(format!("{what} (Redis is down)"));
-            } else {
-                let deleted = async {
-                    let cache =
-                        Cache::new(&self.env.redis_url, None, &self.namespace.redis_prefix, Duration::from_secs(5))?;
-                    cache
-                        .delete_all()
-                        .await
-                        .map_err(|e| Error::refused("Redis", cache.address().to_string(), format!("delete {what}"), e))
-                };
-                step(deleted.await, what, &mut left);
-            }
-        }
-        left
     }
 
     /// A phase begins.

@@ -65,6 +65,7 @@ impl Run<'_> {
             let (schedule, proxy, log) = (plan.schedule.clone(), self.infra.proxy.clone(), log.clone());
             tokio::spawn(async move { faults::execute(&schedule, &proxy, clock, &log).await })
         };
+        // A task that has finished must not be awaited again.
         let mut schedule_running = true;
         if let Some(url) = &self.infra.services.toxiproxy {
             // An external proxy outlives dualwrite: a user who quits before
@@ -72,7 +73,9 @@ impl Run<'_> {
             self.interrupt.hold(format!("faults on the proxy at {url}"), format!("curl -X POST {url}/reset"));
         }
 
-        // Crashes and restarts, in time order.
+        // Crashes and restarts, in time order. They run in this loop, not on
+        // a task of their own, because a crash replaces the app and its
+        // tasks, which the loop owns: no lock, no race with the wind-down.
         let mut steps: Vec<(Duration, Step)> = Vec::new();
         for crash in &plan.schedule.crashes {
             steps.push((crash.at, Step::Crash(crash.component)));
@@ -83,12 +86,16 @@ impl Run<'_> {
 
         let end = tokio::time::Instant::from_std(clock.at(plan.workload.duration));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        // Every arm either continues or breaks with the phase's outcome.
+        // Every arm either continues or breaks with the phase's outcome;
+        // none returns, so the wind-down below runs on every path.
         let outcome: Result<()> = loop {
             let next_step =
                 steps.peek().map(|(at, _)| tokio::time::Instant::from_std(clock.at(*at))).filter(|t| *t < end);
             tokio::select! {
                 _ = tokio::time::sleep_until(end) => break Ok(()),
+                // A signal or a dead store ends the phase at once: a user
+                // waiting on Ctrl-C, or on a store that is gone, waits for
+                // nothing more than the wind-down.
                 _ = self.interrupt.cancelled() => break Err(self.interrupted()),
                 _ = live.watch.died() => break Err(self.store_died(live)),
                 done = &mut schedule, if schedule_running => {
@@ -106,6 +113,7 @@ impl Run<'_> {
                         break Err(e);
                     }
                 }
+                // The live display; it only reads the history.
                 _ = tick.tick() => self.progress.main(plan, &live.history),
             }
         };

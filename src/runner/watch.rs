@@ -79,8 +79,9 @@ impl Outage {
 pub enum Probe {
     /// The run's lease connection (see [`Lease::check`]).
     Postgres { lease: Arc<Lease>, address: String },
-    /// A PING on a direct connection of its own.
-    Redis { cache: Cache },
+    /// A PING on a direct connection of its own (boxed: a client is large,
+    /// and probes live in a list).
+    Redis { cache: Box<Cache> },
     /// A TCP connect to the broker's own address (not the proxy's link).
     Kafka { address: String },
     /// A store that never answers (unit tests of the timing, under paused time).
