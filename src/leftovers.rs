@@ -13,6 +13,12 @@
 //! a run takes its lease before it creates anything, so whatever the listing
 //! found belongs to a run that held its lease by then, and a lease missing
 //! afterwards means that run is over. [`remove_dead`] removes only those.
+//!
+//! A kind of leftover is one more `Part`: listed in [`survey`] (before the
+//! leases are read), filed under its run, removed in [`remove_dead`]. The
+//! prepared transactions a two-phase run can leave (`pg_prepared_xacts`, a
+//! gid named after the run; they hold locks and WAL like a slot) belong
+//! here when that strategy lands.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -24,8 +24,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = error.exit_code();
-            // `{:#}` prints the whole chain: what failed, then why.
-            eprintln!("error: {:#}", anyhow::Error::from(error));
+            // `{:#}` prints the whole chain: what failed, then why. Never
+            // `eprintln!`: after SIGHUP the terminal is gone, and a panic on
+            // the failed write would turn exit code 129 into 101.
+            dualwrite::signals::say(&format!("error: {:#}", anyhow::Error::from(error)));
             code
         }
     };

@@ -77,38 +77,43 @@ impl Interrupt {
     }
 
     /// A button pressed by SIGINT, SIGTERM and SIGHUP, for the rest of the
-    /// process's life. Must be called inside the tokio runtime.
-    pub fn listen() -> Interrupt {
-        let interrupt = Interrupt::new();
-        let handle = interrupt.clone();
-        tokio::spawn(async move { handle.forward_signals().await });
-        interrupt
-    }
-
+    /// process's life. Must be called inside the tokio runtime. The handlers
+    /// are in place when this returns: a signal a moment later is caught.
     #[cfg(unix)]
-    async fn forward_signals(self) {
+    pub fn listen() -> Interrupt {
         use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = Interrupt::new();
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
             (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
         else {
             say("warning: cannot install signal handlers; Ctrl-C will not clean up");
-            return;
+            return interrupt;
         };
-        loop {
-            let signal = tokio::select! {
-                _ = int.recv() => Signal::Interrupt,
-                _ = term.recv() => Signal::Terminate,
-                _ = hup.recv() => Signal::Hangup,
-            };
-            self.press(signal);
-        }
+        let handle = interrupt.clone();
+        tokio::spawn(async move {
+            loop {
+                let signal = tokio::select! {
+                    _ = int.recv() => Signal::Interrupt,
+                    _ = term.recv() => Signal::Terminate,
+                    _ = hup.recv() => Signal::Hangup,
+                };
+                handle.press(signal);
+            }
+        });
+        interrupt
     }
 
+    /// Ctrl-C only, where there are no Unix signals.
     #[cfg(not(unix))]
-    async fn forward_signals(self) {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            self.press(Signal::Interrupt);
-        }
+    pub fn listen() -> Interrupt {
+        let interrupt = Interrupt::new();
+        let handle = interrupt.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                handle.press(Signal::Interrupt);
+            }
+        });
+        interrupt
     }
 
     /// What a signal does. The first press stops the run; the second says
