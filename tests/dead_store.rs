@@ -3,8 +3,8 @@
 //! stops with one line naming the store, its address and the fix (exit 2).
 //! An outage that ends by itself is reported with the run's figures.
 //!
-//! Each test kills stores of its own (a throwaway PostgreSQL or Redis), never
-//! the shared ones.
+//! Each test kills stores of its own (a throwaway PostgreSQL or Redis, a
+//! tansu broker), never the shared ones.
 
 mod common;
 
@@ -126,4 +126,25 @@ fn redis_killed_mid_run_stops_a_cache_aside_run_naming_redis() {
     let lines = lines(&finished.stderr);
     assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
     assert!(lines.iter().any(|l| l.contains("left behind") && l.contains(&format!("cache keys {ns}:*"))), "{lines:?}");
+}
+
+#[test]
+fn a_broker_killed_mid_run_stops_the_run_naming_kafka() {
+    // A tansu broker of the test's own, behind the built-in proxy's kafka
+    // link (it must advertise the link's address).
+    let link = format!("127.0.0.1:{}", common::free_port());
+    let mut tansu = Some(common::Tansu::start(Some(link.parse().unwrap())));
+    let brokers = tansu.as_ref().unwrap().listen.to_string();
+    let args = ["run", "naive", "--duration", "60s", "--brokers", &brokers, "--kafka-proxy-listen", &link];
+    let run = Dualwrite::start_plain(&args);
+    std::thread::sleep(Duration::from_secs(5));
+    drop(tansu.take());
+    let killed = Instant::now();
+    let finished = run.wait(Duration::from_secs(60));
+    assert!(killed.elapsed() < NOTICE_LIMIT, "noticed after {:?}", killed.elapsed());
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    let error = finished.stderr.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+    assert!(error.contains(&format!("Kafka at {brokers} stopped answering")), "{error}");
+    let lines = lines(&finished.stderr);
+    assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
 }

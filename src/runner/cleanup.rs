@@ -102,9 +102,14 @@ impl Run<'_> {
         }
         // The embedded broker's topics end with the process.
         if self.created.topic && self.infra.embedded.is_none() {
-            // Best effort, logged inside: a leftover topic holds a few records.
-            crate::kafka::topic::delete_topic(&self.infra.kafka, &self.namespace.topic).await;
-            self.interrupt.release(&format!("topic {name}"));
+            if self.dead_store == Some("Kafka") {
+                // Deleting would wait out the admin timeout on a dead broker.
+                left.push(format!("topic {name} (Kafka is down)"));
+            } else {
+                // Best effort, logged inside: a leftover topic holds a few records.
+                crate::kafka::topic::delete_topic(&self.infra.kafka, &self.namespace.topic).await;
+                self.interrupt.release(&format!("topic {name}"));
+            }
         }
         if self.plan.strategy.caches() && self.created.schema {
             let what = format!("cache keys {}*", self.namespace.redis_prefix);
