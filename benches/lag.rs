@@ -15,7 +15,6 @@ use dualwrite::progress::Progress;
 use dualwrite::runner::{self, Plan};
 use dualwrite::scenario::Scenario;
 use dualwrite::strategy::Strategy;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() {
@@ -44,7 +43,8 @@ async fn main() {
             keep: false,
         };
         eprintln!("measuring {strategy} for {seconds} s…");
-        let result = runner::run(&infra, &plan, &Progress::hidden(), &CancellationToken::new()).await.expect("run");
+        let result =
+            runner::run(&infra, &plan, &Progress::hidden(), &dualwrite::signals::Interrupt::new()).await.expect("run");
         let l = result.findings.latency;
         rows.push((strategy, result.findings.orders.committed, l.event_lag_p50.unwrap(), l.event_lag_p99.unwrap()));
     }

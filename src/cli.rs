@@ -25,7 +25,9 @@ use crate::strategy::{OutboxCdcMode, Strategy};
 ///
 /// Start with `dualwrite compare`. Exit codes: 0 every verdict as the scenario
 /// expects, 1 a verdict differs, 2 dualwrite itself failed (bad input, a
-/// service unreachable), 130 interrupted.
+/// service unreachable, a store that died mid-run), 130/143/129 stopped by
+/// SIGINT/SIGTERM/SIGHUP after healing and cleaning up (a third Ctrl-C quits
+/// at once and says what it left).
 ///
 /// Durations are written 100ms, 1s, 2m; each has a range, shown with its
 /// flag, checked before anything starts. dualwrite is for runs of seconds to
@@ -62,8 +64,10 @@ pub enum Command {
 
     /// Check that every service dualwrite needs is reachable and set up.
     ///
-    /// Names what is missing and the command that fixes it; lists replication
-    /// slots and schemas left behind by interrupted runs.
+    /// Names what is missing and the command that fixes it; lists what runs
+    /// that are over left behind (schemas, databases, replication slots,
+    /// cache keys), per run. Runs still in progress hold a lease and are
+    /// never touched.
     Doctor(DoctorArgs),
 
     /// Serve a Toxiproxy-compatible fault proxy (HTTP API and proxies).
@@ -314,8 +318,9 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub services: ServiceArgs,
 
-    /// Drop replication slots and schemas left behind by interrupted runs
-    /// (names starting with `dw_`, slots inactive).
+    /// Remove what runs that are over left behind — interrupted, killed, or
+    /// kept with --keep — and say exactly what was removed. Never touches a
+    /// run still in progress (each holds a lease on its namespace).
     #[arg(long)]
     pub drop_stale: bool,
 }

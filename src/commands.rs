@@ -5,8 +5,6 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::cli::{Command, CompareArgs, RunArgs, ScenariosCommand};
 use crate::config::{Outputs, Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED};
@@ -17,6 +15,7 @@ use crate::report::{Location, Report, RunReport};
 use crate::runner::{self, Plan};
 use crate::scenario::schedule::Schedule;
 use crate::scenario::Scenario;
+use crate::signals::Interrupt;
 use crate::strategy::Strategy;
 
 /// Runs a subcommand; returns the process exit code.
@@ -37,23 +36,6 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
             Ok(EXIT_OK)
         }
     }
-}
-
-/// Ctrl-C, as a token the runner watches. A second Ctrl-C exits at once.
-fn interrupt_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let child = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: healing the fault proxy and cleaning up (Ctrl-C again to quit at once)");
-            child.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("quitting without cleanup; `curl -X POST <toxiproxy>/reset` heals a real Toxiproxy");
-                std::process::exit(crate::error::EXIT_INTERRUPTED);
-            }
-        }
-    });
-    token
 }
 
 /// `dualwrite run <strategy>`
@@ -146,7 +128,8 @@ async fn execute(
     if strategies.iter().any(|s| s.caches()) {
         crate::infra::check_redis(&services.redis_url).await?;
     }
-    let interrupt = interrupt_token();
+    // From here on SIGINT, SIGTERM and SIGHUP stop the run cleanly.
+    let interrupt = Interrupt::listen();
     let infra = Infra::start(services).await?;
     // Every service answered: the run begins. The seed first, so that even
     // a run that fails from here on can be reproduced.
@@ -158,6 +141,17 @@ async fn execute(
         schedule.windows.len(),
         schedule.crashes.len()
     );
+    // What runs killed earlier left behind (nothing can run at SIGKILL):
+    // named now, with the command that removes it.
+    let stores = crate::leftovers::Stores {
+        db: &infra.db,
+        redis_url: Some(&services.redis_url),
+        // Listing a real broker's topics takes a metadata round trip; doctor does it.
+        brokers: None,
+    };
+    if let Some(notice) = crate::leftovers::survey(stores).await.notice() {
+        crate::signals::say(&notice);
+    }
     let progress = Progress::stderr();
     let mut runs = Vec::new();
     let mut histories: Vec<(Strategy, Vec<crate::history::Event>)> = Vec::new();

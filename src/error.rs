@@ -10,8 +10,13 @@
 //! |-----------|-----------------------------------------------------------|
 //! | 0         | every verdict is what the scenario expects                |
 //! | 1         | a verdict differs from the scenario's expectation         |
-//! | 2         | the tool failed: bad input, a service unreachable, a bug  |
-//! | 130       | interrupted (Ctrl-C); the proxies were healed first       |
+//! | 2         | the tool failed: bad input, a service unreachable or dead during the run, a bug |
+//! | 130       | interrupted by SIGINT (Ctrl-C); healed and cleaned up first |
+//! | 143       | stopped by SIGTERM; healed and cleaned up first           |
+//! | 129       | stopped by SIGHUP (the terminal closed); healed and cleaned up first |
+//!
+//! The signal codes are 128 + the signal's number, what a shell reports for
+//! a process the signal killed (see [`crate::signals`]).
 
 use std::error::Error as StdError;
 
@@ -24,7 +29,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNEXPECTED: i32 = 1;
 /// Exit code: the tool failed.
 pub const EXIT_TOOL: i32 = 2;
-/// Exit code: interrupted by Ctrl-C.
+/// Exit code: interrupted by Ctrl-C (SIGINT). SIGTERM gives 143, SIGHUP 129:
+/// see [`crate::signals::Signal::exit_code`].
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Everything that can stop dualwrite from doing its job.
@@ -79,9 +85,36 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Ctrl-C. Not a failure of the tool, but the run has no result.
-    #[error("interrupted")]
-    Interrupted,
+    /// A store the run uses stopped answering dualwrite's direct check —
+    /// which bypasses the fault proxy, so no scenario caused it.
+    #[error(
+        "{service} at {address} stopped answering {at} s into the run, and not because of an injected fault \
+         (dualwrite checks it directly, bypassing the fault proxy); {fix}",
+        at = seconds(.at_ms)
+    )]
+    StoreDied {
+        service: &'static str,
+        address: String,
+        /// When it stopped answering, on the run's clock.
+        at_ms: u64,
+        fix: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// Something that cannot happen did (a task panicked): dualwrite's
+    /// fault, not the input's.
+    #[error("a bug in dualwrite: {what}; please report it, with the command line printed above")]
+    Bug {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP). Not a failure of the tool, but
+    /// the run has no result.
+    #[error("interrupted by {}", .0.name())]
+    Interrupted(crate::signals::Signal),
 }
 
 impl Error {
@@ -110,10 +143,17 @@ impl Error {
         Error::Refused { service, address: address.into(), action: action.into(), source: source.into() }
     }
 
+    /// A task that ended with a panic (or was cancelled when it should not
+    /// have been): a bug, whatever the input was.
+    pub fn task_failed(task: &str, error: tokio::task::JoinError) -> Error {
+        let what = if error.is_panic() { format!("the {task} panicked") } else { format!("the {task} was cancelled") };
+        Error::Bug { what, source: Box::new(error) }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Interrupted => EXIT_INTERRUPTED,
+            Error::Interrupted(signal) => signal.exit_code(),
             _ => EXIT_TOOL,
         }
     }
@@ -158,6 +198,11 @@ pub fn chain(error: &(dyn StdError + 'static)) -> String {
     Chain(error).to_string()
 }
 
+/// `3.2` for 3200 ms.
+fn seconds(ms: &u64) -> String {
+    format!("{:.1}", *ms as f64 / 1000.0)
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -189,5 +234,29 @@ mod tests {
         let pipe = Error::Write { path: "standard output".into(), source: std::io::ErrorKind::BrokenPipe.into() };
         assert!(pipe.is_broken_pipe());
         assert!(!Error::Config("x".into()).is_broken_pipe());
+    }
+
+    #[tokio::test]
+    async fn a_task_panic_is_reported_as_a_bug_not_as_bad_input() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let error = Error::task_failed("fault schedule", panicked);
+        assert!(matches!(error, Error::Bug { .. }));
+        let text = chain(&error);
+        assert!(text.starts_with("a bug in dualwrite: the fault schedule panicked"), "{text}");
+        assert_eq!(error.exit_code(), EXIT_TOOL);
+    }
+
+    #[test]
+    fn a_chain_keeps_every_cause() {
+        let error = Error::unreachable("Redis", "127.0.0.1:6379", "is it running?", std::io::Error::other("refused"));
+        assert_eq!(chain(&error), "cannot reach Redis at 127.0.0.1:6379 (is it running?): refused");
+    }
+
+    #[test]
+    fn each_signal_has_its_exit_code() {
+        use crate::signals::Signal;
+        assert_eq!(Error::Interrupted(Signal::Interrupt).exit_code(), EXIT_INTERRUPTED);
+        assert_eq!(Error::Interrupted(Signal::Terminate).exit_code(), 143);
+        assert_eq!(Error::Interrupted(Signal::Hangup).exit_code(), 129);
     }
 }

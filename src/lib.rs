@@ -15,9 +15,12 @@
 //! - [`scenario`]: fault windows and crashes as TOML files, expanded from the
 //!   seed into a [`scenario::schedule::Schedule`].
 //! - [`runner`]: one strategy under one scenario, in phases — prepare, main,
-//!   heal, drain, snapshot, reconcile. During main: [`workload`] (writers,
-//!   readers, the pool probe), [`faults`] (the schedule through the proxy's
-//!   API), [`consumer`] (the downstream consumer), [`progress`].
+//!   heal, drain, snapshot, reconcile, cleanup. During main: [`workload`]
+//!   (writers, readers, the pool probe), [`faults`] (the schedule through
+//!   the proxy's API), [`consumer`] (the downstream consumer), [`progress`],
+//!   and a direct watch on each store ([`runner::watch`]). A run holds a
+//!   [`lease`] on its namespace for its whole life; [`signals`] stop it
+//!   cleanly; [`leftovers`] finds what dead runs left.
 //! - [`strategy`]: the six ways of keeping the stores in step, one file
 //!   each, written to be read; they use the store clients [`db`], [`cache`]
 //!   and [`kafka`], each of which classifies its own errors into the
@@ -43,6 +46,8 @@ pub mod files;
 pub mod history;
 pub mod infra;
 pub mod kafka;
+pub mod lease;
+pub mod leftovers;
 pub mod links;
 pub mod progress;
 pub mod proxy;
@@ -51,6 +56,7 @@ pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod signals;
 pub mod snapshot;
 pub mod strategy;
 pub mod workload;

@@ -9,7 +9,8 @@ use dualwrite::error::{Chain, EXIT_OK, EXIT_TOOL};
 fn main() -> ExitCode {
     // A mistake on the command line is one line on stderr and exit 2.
     let cli = dualwrite::cli::parse();
-    init_logging(cli.verbose);
+    let serving_proxy = matches!(cli.command, dualwrite::cli::Command::Toxiproxy(_));
+    init_logging(cli.verbose, serving_proxy);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -23,9 +24,12 @@ fn main() -> ExitCode {
         // `dualwrite compare | head`: the reader has what it wanted.
         Err(error) if error.is_broken_pipe() => EXIT_OK,
         Err(error) => {
-            // The whole chain on one line: what failed, then why.
-            eprintln!("error: {}", Chain(&error));
-            error.exit_code()
+            let code = error.exit_code();
+            // The whole chain on one line: what failed, then why. Never
+            // `eprintln!`: after SIGHUP the terminal is gone, and a panic on
+            // the failed write would turn exit code 129 into 101.
+            dualwrite::signals::say(&format!("error: {}", Chain(&error)));
+            code
         }
     };
     // librdkafka and sqlx may hold background threads; do not wait on them.
@@ -34,10 +38,14 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr: warnings by default, more with -v / -vv, or RUST_LOG.
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, serving_proxy: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        0 if serving_proxy => "warn",
+        // During a run, a store that stops answering is reported once, by
+        // the run's own direct watch (`runner::watch`) — not by a warning
+        // from the proxy and from sqlx for every connection attempted.
+        0 => "warn,dualwrite::proxy=error,sqlx=error",
         1 => "info,dualwrite=info",
         _ => "debug,dualwrite=debug",
     };

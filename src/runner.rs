@@ -1,40 +1,57 @@
 //! The runner: one strategy under one scenario, in phases.
 //!
 //! ```text
-//! prepare  → a fresh namespace: schema + tables, topic, key prefix
-//! main     → writers ‖ readers ‖ fault schedule ‖ crashes ‖ progress
-//! heal     → reset every proxy — always, even after an error or Ctrl-C
-//! drain    → let the relay / connector / downstream consumer catch up (bounded)
-//! snapshot → read the database, the whole topic and the cache, directly
-//! reconcile→ compare the history with the snapshot (pure)
+//! prepare   → a lease, then a fresh namespace: schema + tables, topic, key prefix
+//! main      → writers ‖ readers ‖ fault schedule ‖ crashes ‖ progress
+//! heal      → reset every proxy — always, even after an error or a signal
+//! drain     → let the relay / connector / downstream consumer catch up (bounded)
+//! snapshot  → read the database, the whole topic and the cache, directly
+//! reconcile → compare the history with the snapshot (pure)
+//! cleanup   → drop the namespace (unless --keep), give the lease back
 //! ```
 //!
 //! The shape is Jepsen's: work and faults together, then heal, then let the
 //! system recover, then a final read that the checker compares with what
-//! every client was told. [`run`] reads top to bottom in that order.
+//! every client was told. [`run`] reads top to bottom in that order, one
+//! method of [`Run`] per phase.
+//!
+//! Two rules keep a run safe on a server it shares with others. Nothing
+//! skips the heal or the cleanup: each phase returns its error instead of
+//! leaving early, and `run` decides what to do next only once every
+//! component has stopped. And while a store the run uses is watched
+//! directly ([`watch`]), a store that dies is a tool error that says so,
+//! not a verdict.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::{Tuning, Workload};
 use crate::consumer::Downstream;
 use crate::error::{Error, Result};
-use crate::faults::{self, Applied, FaultLog};
+use crate::faults::Applied;
 use crate::history::{Clock, Event, History};
 use crate::infra::Infra;
+use crate::lease::Lease;
+use crate::leftovers::REMOVE_COMMAND;
 use crate::progress::Progress;
 use crate::reconcile::{reconcile, Findings};
-use crate::scenario::schedule::{Component, Schedule};
+use crate::scenario::schedule::Schedule;
 use crate::scenario::Scenario;
-use crate::snapshot::{CachedEntry, DrainReport, Snapshot};
+use crate::signals::{Interrupt, Signal};
+use crate::snapshot::{Backlog, CachedEntry, DownstreamState, DrainReport, Snapshot};
 use crate::strategy::background::Background;
-use crate::strategy::{App, Env, Expectation, Strategy};
+use crate::strategy::{Env, Expectation, Strategy};
 use crate::workload::generate;
-use crate::workload::tasks::{AppTasks, TaskEnv};
+
+mod cleanup;
+mod main_phase;
+pub mod watch;
+
+pub use main_phase::crash_writer;
+use watch::{Outage, Probe, Watch};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -87,384 +104,460 @@ pub struct RunResult {
     pub snapshot: Snapshot,
     /// The faults as they were applied.
     pub faults: Vec<Applied>,
+    /// Stores that were unreachable for a while, though no fault was
+    /// injected on them (see [`watch`]).
+    pub outages: Vec<Outage>,
 }
 
-/// Runs one strategy. `interrupt` is Ctrl-C: the run stops, heals and
+/// Runs one strategy. A signal on `interrupt` stops the run: it heals and
 /// cleans up, and returns [`Error::Interrupted`].
-pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &CancellationToken) -> Result<RunResult> {
-    // ── prepare ─────────────────────────────────────────────────────────
-    progress.phase(plan.strategy, "prepare");
-    let namespace = Namespace::new(plan.strategy);
-    // Every connection of the run goes to its database: its own, or the shared one.
-    let db = match &namespace.database {
-        Some(name) => infra.db.clone().database(name),
-        None => infra.db.clone(),
-    };
-    let env = Env {
-        strategy: plan.strategy,
-        db,
-        schema: namespace.schema.clone(),
-        topic: namespace.topic.clone(),
-        redis_url: infra.services.redis_url.clone(),
-        redis_prefix: namespace.redis_prefix.clone(),
-        links: infra.links,
-        kafka: infra.kafka.clone(),
-        tuning: plan.tuning.clone(),
-        seed: plan.workload.seed,
-        knobs: plan.schedule.knobs.clone(),
-    };
-    // Start from healed links, whatever an earlier run left behind.
-    infra.heal().await?;
-    if let Some(name) = &namespace.database {
-        crate::db::create_database(&infra.db, name).await?;
+pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Interrupt) -> Result<RunResult> {
+    let mut run = Run::new(infra, plan, progress, interrupt);
+    let result = run.phases().await;
+    if let (Err(Error::Interrupted(signal)), Some(phase)) = (&result, run.stopped_in()) {
+        tracing::info!("{}: stopped by {} during {phase}", plan.strategy, signal.name());
     }
-    let result = async {
-        crate::db::create_schema(&env.db, &namespace.schema, plan.workload.products, plan.workload.initial_stock)
-            .await?;
-        infra.create_topic(&namespace.topic).await?;
-        crate::strategy::prepare(&env).await?;
-        run_prepared(infra, plan, &env, &namespace, progress, interrupt).await
-    }
-    .await;
-
-    // The namespace goes, unless asked to stay — even after a failure.
-    if !plan.keep {
-        cleanup(infra, &env, &namespace).await;
-    }
+    // Whatever happened above: the namespace goes (unless kept), the lease last.
+    run.cleanup().await;
     result
 }
 
-async fn run_prepared(
-    infra: &Infra,
-    plan: &Plan,
-    env: &Env,
-    namespace: &Namespace,
-    progress: &Progress,
-    interrupt: &CancellationToken,
-) -> Result<RunResult> {
-    // The checker's own connection: directly to Postgres, never through a fault.
-    let direct = crate::db::connect_direct(&env.db, Some(&namespace.schema), 2).await?;
-    let ready = if plan.strategy.publishes() {
-        Some(
-            Downstream::connect(&infra.kafka, &namespace.topic)
-                .await
-                .map_err(|e| Error::unreachable("Kafka", infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e))?,
-        )
-    } else {
-        None
-    };
-    let mut background = Background::start(env).await?;
-    // The run's clock starts now: everything before was set-up, and the
-    // fault schedule, the workload and every latency count from here.
-    let history = History::new(Clock::start());
-    let downstream = ready.map(|consumer| Arc::new(consumer.start(history.clock())));
-
-    let worked = async {
-        // ── main: workload ‖ faults ‖ crashes ───────────────────────────
-        let main =
-            main_phase(infra, plan, env, &history, &direct, downstream.clone(), &mut background, progress, interrupt)
-                .await;
-
-        // ── heal: always ────────────────────────────────────────────────
-        // Whatever the main phase did — finished, failed, interrupted — no
-        // toxic outlives it.
-        progress.phase(plan.strategy, "heal");
-        let healed = infra.heal().await;
-        let faults = main?;
-        healed?;
-
-        // ── drain ───────────────────────────────────────────────────────
-        progress.phase(plan.strategy, "drain");
-        let drain = drain(infra, plan, env, &background, downstream.as_deref(), interrupt).await?;
-        let backlog = background.backlog(env).await;
-        Ok::<_, Error>((faults, drain, backlog))
-    }
-    .await;
-    // The relay or connector stops on every path: left running after an
-    // error or Ctrl-C, it would keep working against a namespace that the
-    // cleanup is about to drop (and a connector would hold its slot).
-    background.stop().await;
-    let (faults, drain, backlog) = worked?;
-
-    // ── snapshot ────────────────────────────────────────────────────────
-    progress.phase(plan.strategy, "snapshot");
-    let downstream_state = downstream.map(|d| d.state());
-    let snapshot = take_snapshot(infra, plan, env, &direct, downstream_state, backlog, drain).await?;
-    direct.close().await;
-
-    // ── reconcile ───────────────────────────────────────────────────────
-    let events = history.events();
-    let findings = reconcile(&events, &snapshot);
-    progress.done(plan.strategy);
-    Ok(RunResult {
-        strategy: plan.strategy,
-        expected: plan.scenario.expected(plan.strategy),
-        findings,
-        namespace: namespace.clone(),
-        history: events,
-        snapshot,
-        faults,
-    })
+/// One run, phase by phase. Each method is one phase of the module doc;
+/// [`run`] calls them in order, and tests call them one by one to look at a
+/// run between two phases.
+pub struct Run<'a> {
+    infra: &'a Infra,
+    plan: &'a Plan,
+    progress: &'a Progress,
+    interrupt: &'a Interrupt,
+    namespace: Namespace,
+    /// What the strategy is built from (the namespace, how to reach each store).
+    env: Env,
+    /// Held from before the namespace exists until after it is gone.
+    lease: Option<Arc<Lease>>,
+    /// What prepare created, so that cleanup removes exactly that.
+    created: Created,
+    /// The store that died, if one did: cleanup does not wait on it.
+    dead_store: Option<&'static str>,
+    /// The phase under way, and the one a signal stopped, for the log.
+    phase: std::sync::Mutex<(&'static str, Option<&'static str>)>,
 }
 
-/// A crash or restart due at a point of the main phase.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Crash(Component),
-    Restart(Component),
+/// What prepare created.
+#[derive(Debug, Default, Clone, Copy)]
+struct Created {
+    database: bool,
+    schema: bool,
+    topic: bool,
+    /// The strategy's own resources (a CDC run's slot and publication).
+    strategy: bool,
 }
 
-/// The main phase: the app's tasks and the fault schedule run for the
-/// workload's duration; crashes happen on time. Returns the faults applied.
-#[allow(clippy::too_many_arguments)]
-async fn main_phase(
-    infra: &Infra,
-    plan: &Plan,
-    env: &Env,
-    history: &History,
-    direct: &PgPool,
+/// What runs while the run is live: started after prepare, stopped on
+/// every path before cleanup.
+pub struct Live {
+    history: History,
+    /// The checker's own connection: directly to Postgres, never through a fault.
+    direct: PgPool,
     downstream: Option<Arc<Downstream>>,
-    background: &mut Background,
-    progress: &Progress,
-    interrupt: &CancellationToken,
-) -> Result<Vec<Applied>> {
-    let clock = history.clock();
-    let task_env =
-        TaskEnv { workload: plan.workload.clone(), history: history.clone(), direct: direct.clone(), downstream };
-    let mut app = Some(Arc::new(App::connect(env)?));
-    let mut tasks = Some(AppTasks::spawn(app.clone().expect("just connected"), &task_env));
-
-    // The fault schedule runs on its own task, on the run's clock.
-    let log = FaultLog::default();
-    let mut schedule = {
-        let (schedule, proxy, log) = (plan.schedule.clone(), infra.proxy.clone(), log.clone());
-        tokio::spawn(async move { faults::execute(&schedule, &proxy, clock, &log).await })
-    };
-    let mut schedule_running = true;
-
-    // Crashes and restarts, in time order.
-    let mut steps: Vec<(Duration, Step)> = Vec::new();
-    for crash in &plan.schedule.crashes {
-        steps.push((crash.at, Step::Crash(crash.component)));
-        steps.push((crash.at + crash.restart_after, Step::Restart(crash.component)));
-    }
-    steps.sort_by_key(|(at, _)| *at);
-    let mut steps = steps.into_iter().peekable();
-
-    let end = tokio::time::Instant::from_std(clock.at(plan.workload.duration));
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let outcome: Result<()> = loop {
-        let next_step = steps.peek().map(|(at, _)| tokio::time::Instant::from_std(clock.at(*at))).filter(|t| *t < end);
-        tokio::select! {
-            _ = tokio::time::sleep_until(end) => break Ok(()),
-            _ = interrupt.cancelled() => break Err(Error::Interrupted),
-            done = &mut schedule, if schedule_running => {
-                schedule_running = false;
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Err(e),
-                    Err(e) => break Err(Error::Config(format!("the fault schedule stopped unexpectedly: {e}"))),
-                }
-            }
-            _ = tokio::time::sleep_until(next_step.unwrap_or(end)), if next_step.is_some() => {
-                let (_, step) = steps.next().expect("peeked");
-                match step {
-                    // The process-death imitation (see `crash_writer`).
-                    Step::Crash(Component::Writer) => crash_writer(history, tasks.take(), app.take()).await,
-                    Step::Restart(Component::Writer) => {
-                        // Recorded before the new app's first order can be.
-                        history.crash("writer", true);
-                        let fresh = Arc::new(App::connect(env)?);
-                        tasks = Some(AppTasks::spawn(fresh.clone(), &task_env));
-                        app = Some(fresh);
-                    }
-                    // A relay or connector crash only hits a strategy that has one.
-                    Step::Crash(component) if background.is(component) => {
-                        history.crash(component.as_str(), false);
-                        background.crash().await;
-                    }
-                    Step::Restart(component) if background.is(component) => {
-                        background.restart(env, history).await?;
-                        history.crash(component.as_str(), true);
-                    }
-                    Step::Crash(_) | Step::Restart(_) => {}
-                }
-            }
-            _ = tick.tick() => progress.main(plan, history),
-        }
-    };
-
-    // No new orders; those in flight finish (each leg is bounded).
-    let in_flight_limit = plan.tuning.db_timeout * 3 + plan.tuning.publish_timeout + Duration::from_secs(5);
-    if let Some(t) = tasks.take() {
-        if outcome.is_ok() {
-            progress.phase(plan.strategy, "finishing in-flight orders");
-            t.stop(in_flight_limit).await;
-        } else {
-            t.abort().await;
-        }
-    }
-    schedule.abort();
-    // A component whose restart falls after the end comes back now, so that
-    // the drain phase can let it catch up.
-    for (_, step) in steps {
-        if let Step::Restart(component) = step {
-            if component != Component::Writer && background.is(component) {
-                background.restart(env, history).await?;
-                history.crash(component.as_str(), true);
-            }
-        }
-    }
-    outcome.map(|()| log.entries())
+    /// The relay or connector; `None` once stopped.
+    background: Option<Background>,
+    watch: Watch,
 }
 
-/// A writer crash, the process-death imitation: every app task stops where it
-/// is, then the app's pool and producer are dropped. Public so that tests can
-/// crash an app exactly as a scenario does; `tests/crash.rs` shows that it has
-/// each effect of a real process death.
-pub async fn crash_writer(history: &History, tasks: Option<AppTasks>, app: Option<Arc<App>>) {
-    if let Some(t) = tasks {
-        t.abort().await;
-    }
-    // The moment of death, recorded once nothing of the app runs any more and
-    // before the teardown: no event of the dead app can follow it.
-    history.crash("writer", false);
-    if let Some(a) = app {
-        crash_app(a).await;
+impl Live {
+    /// The run's history so far.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 }
 
-/// Drops a crashed app's pool and producer the way a dying process would:
-/// open transactions end with their connections (the server rolls them
-/// back), and messages still in the producer's queue are purged, unsent.
-async fn crash_app(app: Arc<App>) {
-    let pool = app.db().pool.clone();
-    let _ = tokio::time::timeout(Duration::from_secs(2), pool.close()).await;
-    // Dropping librdkafka's producer joins its thread: off the async workers.
-    let _ = tokio::task::spawn_blocking(move || drop(app)).await;
-}
-
-/// Waits until the background component has published everything and the
-/// downstream consumer has read the whole topic, up to the drain timeout.
-async fn drain(
-    infra: &Infra,
-    plan: &Plan,
-    env: &Env,
-    background: &Background,
-    downstream: Option<&Downstream>,
-    interrupt: &CancellationToken,
-) -> Result<DrainReport> {
-    let started = Instant::now();
-    let deadline = started + plan.tuning.drain_timeout;
-    loop {
-        let published = background.caught_up(env).await;
-        let (consumed, behind) = match downstream {
-            None => (true, None),
-            Some(consumer) => match crate::kafka::topic::high_watermarks(&infra.kafka, &env.topic).await {
-                Ok(marks) => {
-                    let behind = consumer.behind(&marks);
-                    (consumer.caught_up(&marks), Some(behind))
-                }
-                Err(e) => {
-                    tracing::debug!("cannot read the topic's high watermarks yet: {e}");
-                    (false, None)
-                }
-            },
+impl<'a> Run<'a> {
+    pub fn new(infra: &'a Infra, plan: &'a Plan, progress: &'a Progress, interrupt: &'a Interrupt) -> Run<'a> {
+        let namespace = Namespace::new(plan.strategy);
+        // Every connection of the run goes to its database: its own, or the shared one.
+        let db = match &namespace.database {
+            Some(name) => infra.db.clone().database(name),
+            None => infra.db.clone(),
         };
-        if published && consumed {
-            return Ok(DrainReport { completed: true, waited_ms: started.elapsed().as_millis() as u64, behind: None });
-        }
-        if Instant::now() >= deadline {
-            let mut what = Vec::new();
-            if !published {
-                what.push(match background.last_error() {
-                    Some(error) => format!("the connector could not stream the WAL ({error})"),
-                    None => "the relay/connector had not published everything".to_string(),
-                });
-            }
-            if let Some(n) = behind.filter(|_| !consumed) {
-                what.push(format!(
-                    "the downstream consumer was {} records behind{}",
-                    n,
-                    downstream.and_then(|d| d.last_error()).map(|e| format!(" (last error: {e})")).unwrap_or_default()
-                ));
-            }
-            return Ok(DrainReport {
-                completed: false,
-                waited_ms: started.elapsed().as_millis() as u64,
-                behind: Some(what.join("; ")),
-            });
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = interrupt.cancelled() => return Err(Error::Interrupted),
+        let env = Env {
+            strategy: plan.strategy,
+            db,
+            schema: namespace.schema.clone(),
+            topic: namespace.topic.clone(),
+            redis_url: infra.services.redis_url.clone(),
+            redis_prefix: namespace.redis_prefix.clone(),
+            links: infra.links,
+            kafka: infra.kafka.clone(),
+            tuning: plan.tuning.clone(),
+            seed: plan.workload.seed,
+            knobs: plan.schedule.knobs.clone(),
+        };
+        Run {
+            infra,
+            plan,
+            progress,
+            interrupt,
+            namespace,
+            env,
+            lease: None,
+            created: Created::default(),
+            dead_store: None,
+            phase: std::sync::Mutex::new(("prepare", None)),
         }
     }
-}
 
-/// The final read, directly from every store.
-async fn take_snapshot(
-    infra: &Infra,
-    plan: &Plan,
-    env: &Env,
-    direct: &PgPool,
-    downstream: Option<crate::snapshot::DownstreamState>,
-    backlog: Option<crate::snapshot::Backlog>,
-    drain: DrainReport,
-) -> Result<Snapshot> {
-    let (orders, stock) = crate::db::read_tables(direct).await.map_err(|e| {
-        Error::refused(
-            "PostgreSQL",
-            crate::db::address(&env.db),
-            format!("read the tables of schema {}", env.schema),
-            e,
-        )
-    })?;
-    let topic = if plan.strategy.publishes() {
-        Some(crate::kafka::topic::read_all(&infra.kafka, &env.topic, Duration::from_secs(30)).await)
-    } else {
-        None
-    };
-    let cache = if plan.strategy.caches() {
-        let cache = Cache::new(&env.redis_url, None, &env.redis_prefix, Duration::from_secs(5))?;
-        Some(
-            cache
-                .read_all()
-                .await
-                .map(|entries| {
-                    entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect()
-                })
-                .map_err(|e| format!("{e:#}")),
-        )
-    } else {
-        None
-    };
-    Ok(Snapshot { orders, stock, topic, cache, downstream, backlog, drain })
-}
+    /// Where the run keeps its data.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
 
-/// Removes a run's namespace: schema, topic, cache keys, and whatever the
-/// strategy created (a replication slot holds WAL forever if left behind).
-async fn cleanup(infra: &Infra, env: &Env, namespace: &Namespace) {
-    if let Err(e) = crate::strategy::cleanup(env).await {
-        eprintln!("warning: {e:#}");
+    /// The phases from prepare to reconcile. Returns early only where
+    /// nothing is left running: every component started in `start` is
+    /// stopped before any error of main, heal or drain is returned.
+    async fn phases(&mut self) -> Result<RunResult> {
+        // Errors here need no special care: what prepare made is recorded
+        // in `created` as it is made, and `run` cleans it up.
+        self.prepare().await?;
+        let mut live = self.start().await?;
+
+        // ── main: workload ‖ faults ‖ crashes ──────────────────────────
+        // Its result is kept, not `?`-ed: an error here is exactly when
+        // the heal matters most.
+        let main = self.main(&mut live).await;
+        // ── heal: always ───────────────────────────────────────────────
+        let healed = self.heal().await;
+        // ── drain: only after a main phase that ran to its end ─────────
+        // After an error or a signal the run has no result to wait for.
+        let completed = main.is_ok() && healed.is_ok();
+        let drained = if completed { Some(self.drain(&live).await) } else { None };
+        // The relay or connector stops on every path: left running after an
+        // error or a signal, it would keep working against a namespace that
+        // the cleanup is about to drop (and a connector would hold its slot).
+        // Its backlog is evidence for the snapshot, read only when there
+        // will be one.
+        let read_backlog = matches!(drained, Some(Ok(_)));
+        let backlog = self.stop_background(&mut live, read_backlog).await;
+        // The first error is the cause: a heal that failed after a main
+        // phase that failed is a consequence, or beside the point.
+        let worked = match (main, healed, drained) {
+            (Ok(faults), Ok(()), Some(Ok(drain))) => Ok((faults, drain)),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Some(Err(e))) => Err(e),
+            (Ok(_), Ok(()), None) => unreachable!("a successful main phase and heal are followed by a drain"),
+        };
+        let (faults, drain) = match worked {
+            Ok(worked) => worked,
+            Err(e) => {
+                // A dead store is not waited on by the cleanup.
+                self.note_death(&e);
+                live.watch.stop().await;
+                return Err(e);
+            }
+        };
+
+        // ── snapshot ───────────────────────────────────────────────────
+        // The watch runs through the snapshot: a store that dies while it
+        // is read makes the snapshot fail, and the outage says why.
+        let snapshot = self.snapshot(&live, drain, backlog).await;
+        let outages = live.watch.stop().await;
+        live.direct.close().await;
+        let snapshot = snapshot?;
+
+        // ── reconcile ──────────────────────────────────────────────────
+        Ok(self.reconcile(&live.history, snapshot, faults, outages))
     }
-    if let Err(e) = crate::db::drop_schema(&env.db, &namespace.schema).await {
-        eprintln!("warning: could not drop schema {}: {e:#}", namespace.schema);
-    }
-    // After the schema and the slot (a database with a slot cannot be dropped).
-    if let Some(name) = &namespace.database {
-        if let Err(e) = crate::db::drop_database(&infra.db, name).await {
-            eprintln!("warning: could not drop database {name}: {e:#}");
+
+    /// prepare: the lease first, then the namespace, each part recorded as
+    /// it is made so that cleanup (or the user, after a third Ctrl-C) knows
+    /// exactly what exists.
+    pub async fn prepare(&mut self) -> Result<()> {
+        self.enter("prepare");
+        // A signal during `Infra::start` (or an earlier strategy of a
+        // compare) must not create a namespace only to drop it.
+        self.check_interrupt()?;
+        // Logged so that a user (and the signal tests) can find the run's
+        // data with psql and redis-cli.
+        tracing::info!("{}: namespace {}", self.plan.strategy, self.namespace.run_id);
+        // The lease before anything it covers exists: `doctor --drop-stale`
+        // reads "named like a run, and no lease" as "that run is over".
+        let id = crate::lease::run_id_of(&self.namespace.run_id).expect("namespaces are named after a run id");
+        self.lease = Some(Arc::new(Lease::acquire(&self.infra.db, id).await?));
+        // Start from healed links, whatever an earlier run left behind.
+        self.infra.heal().await?;
+        let name = self.namespace.run_id.clone();
+        // Each part is held *before* it is made: a call cut short may still
+        // have made it on the server, and a third Ctrl-C should name it.
+        // Between parts the run looks for a signal: each step is bounded,
+        // but together they can take seconds (creating a slot waits for the
+        // transactions running anywhere on the server).
+        if let Some(database) = &self.namespace.database {
+            self.hold(format!("database {database}"));
+            crate::db::create_database(&self.infra.db, database).await?;
+            self.created.database = true;
         }
+        self.check_interrupt()?;
+        self.hold(format!("schema {name}"));
+        let workload = &self.plan.workload;
+        crate::db::create_schema(&self.env.db, &self.namespace.schema, workload.products, workload.initial_stock)
+            .await?;
+        self.created.schema = true;
+        self.check_interrupt()?;
+        if self.infra.embedded.is_none() {
+            // The embedded broker's topics end with the process; a real one's stay.
+            self.hold(format!("topic {name}"));
+        }
+        self.infra.create_topic(&self.namespace.topic).await?;
+        self.created.topic = true;
+        self.check_interrupt()?;
+        if self.plan.strategy.needs_own_database() {
+            self.hold(format!("replication slot {name}"));
+        }
+        // Marked before the call for the same reason: the strategy's
+        // cleanup drops what exists and ignores what does not.
+        self.created.strategy = true;
+        crate::strategy::prepare(&self.env).await?;
+        // Readers fill the cache from the first beat of the main phase.
+        if self.plan.strategy.caches() {
+            self.hold(format!("cache keys {}*", self.namespace.redis_prefix));
+        }
+        Ok(())
     }
-    if infra.embedded.is_none() {
-        crate::kafka::topic::delete_topic(&infra.kafka, &namespace.topic).await;
+
+    /// What runs beside the workload: the checker's connection, the
+    /// downstream consumer, the relay or connector, the store watch. The
+    /// run's clock starts at the end, when everything is ready.
+    pub async fn start(&mut self) -> Result<Live> {
+        // Two connections: the readers' truth and the snapshot share it, and
+        // a slow snapshot query must not stall a reader's sample.
+        let direct = crate::db::connect_direct(&self.env.db, Some(&self.namespace.schema), 2).await?;
+        // The consumer is fetching before the clock starts, so that the
+        // event lag it measures is the strategy's, not its own start-up.
+        let ready = if self.plan.strategy.publishes() {
+            let consumer = Downstream::connect(&self.infra.kafka, &self.namespace.topic).await.map_err(|e| {
+                Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e)
+            })?;
+            Some(consumer)
+        } else {
+            None
+        };
+        let background = Background::start(&self.env).await?;
+        // The run's clock starts now: everything before was set-up, and the
+        // fault schedule, the workload and every latency count from here.
+        let clock = Clock::start();
+        let history = History::new(clock);
+        let downstream = ready.map(|consumer| Arc::new(consumer.start(clock)));
+        // On the same clock, so that an outage reads against the faults.
+        let watch = Watch::start(clock, self.probes()?);
+        Ok(Live { history, direct, downstream, background: Some(background), watch })
     }
-    if env.strategy.caches() {
-        if let Ok(cache) = Cache::new(&env.redis_url, None, &namespace.redis_prefix, Duration::from_secs(5)) {
-            if let Err(e) = cache.delete_all().await {
-                eprintln!("warning: could not delete Redis keys {}*: {e:#}", namespace.redis_prefix);
+
+    /// The stores to watch directly: Postgres always (on the lease's own
+    /// connection), Redis when the strategy caches, the broker when it
+    /// publishes and its own address is known — not the embedded broker,
+    /// which lives and dies with dualwrite, and not one behind an external
+    /// Toxiproxy, whose address dualwrite is never told.
+    fn probes(&self) -> Result<Vec<Probe>> {
+        let lease = self.lease.clone().expect("prepare took the lease");
+        let mut probes = vec![Probe::Postgres { lease, address: crate::db::address(&self.infra.db) }];
+        if self.plan.strategy.caches() {
+            let cache = Cache::new(&self.env.redis_url, None, "dw_watch:", Duration::from_secs(2))?;
+            probes.push(Probe::Redis { cache: Box::new(cache) });
+        }
+        let services = &self.infra.services;
+        if self.plan.strategy.publishes() && self.infra.embedded.is_none() && services.toxiproxy.is_none() {
+            if let Some(first) = services.brokers.as_deref().and_then(|b| b.split(',').next()) {
+                probes.push(Probe::Kafka { address: first.trim().to_string() });
             }
         }
+        Ok(probes)
+    }
+
+    /// heal: every toxic removed, every proxy enabled. Retried briefly: the
+    /// proxy may be busy closing the connections a toxic touched.
+    pub async fn heal(&self) -> Result<()> {
+        self.enter("heal");
+        // `POST /reset` is one call, bounded by the proxy client's timeout.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.infra.heal().await {
+                Ok(()) => {
+                    // Nothing to tell a user who quits now about the proxy.
+                    if let Some(url) = &self.infra.services.toxiproxy {
+                        self.interrupt.release(&format!("faults on the proxy at {url}"));
+                    }
+                    return Ok(());
+                }
+                Err(e) if attempt >= 3 => return Err(e),
+                Err(e) => {
+                    tracing::warn!("healing the fault proxy failed ({}); retrying", crate::error::chain(&e));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// drain: waits until the background component has published
+    /// everything and the downstream consumer has read the whole topic, up
+    /// to the drain timeout. A signal or a dead store ends it early.
+    pub async fn drain(&self, live: &Live) -> Result<DrainReport> {
+        self.enter("drain");
+        let background = live.background.as_ref().expect("the background runs until after the drain");
+        let downstream = live.downstream.as_deref();
+        let started = Instant::now();
+        let deadline = started + self.plan.tuning.drain_timeout;
+        loop {
+            let published = background.caught_up(&self.env).await;
+            let (consumed, behind) = match downstream {
+                None => (true, None),
+                Some(consumer) => {
+                    match crate::kafka::topic::high_watermarks(&self.infra.kafka, &self.env.topic).await {
+                        Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
+                        Err(e) => {
+                            tracing::debug!("cannot read the topic's high watermarks yet: {e}");
+                            (false, None)
+                        }
+                    }
+                }
+            };
+            let waited_ms = started.elapsed().as_millis() as u64;
+            if published && consumed {
+                return Ok(DrainReport { completed: true, waited_ms, behind: None });
+            }
+            if Instant::now() >= deadline {
+                // Say what was still behind: the verdict must not read a
+                // backlog as loss without saying the drain was cut short.
+                let mut what = Vec::new();
+                if !published {
+                    what.push(match background.last_error() {
+                        Some(error) => format!("the connector could not stream the WAL ({error})"),
+                        None => "the relay/connector had not published everything".to_string(),
+                    });
+                }
+                if let Some(n) = behind.filter(|_| !consumed) {
+                    let last = downstream.and_then(|d| d.last_error()).map(|e| format!(" (last error: {e})"));
+                    what.push(format!("the downstream consumer was {n} records behind{}", last.unwrap_or_default()));
+                }
+                return Ok(DrainReport { completed: false, waited_ms, behind: Some(what.join("; ")) });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = self.interrupt.cancelled() => return Err(self.interrupted()),
+                _ = live.watch.died() => return Err(self.store_died(live)),
+            }
+        }
+    }
+
+    /// Stops the relay or connector, reading its backlog first if asked:
+    /// what it left unpublished at the end of the drain.
+    async fn stop_background(&self, live: &mut Live, read_backlog: bool) -> Option<Backlog> {
+        let background = live.background.take()?;
+        let backlog = if read_backlog { background.backlog(&self.env).await } else { None };
+        background.stop().await;
+        backlog
+    }
+
+    /// snapshot: the final read, directly from every store.
+    async fn snapshot(&self, live: &Live, drain: DrainReport, backlog: Option<Backlog>) -> Result<Snapshot> {
+        self.enter("snapshot");
+        // Without the tables there is nothing to reconcile against: an
+        // error, not an `unknown` verdict.
+        let (orders, stock) = crate::db::read_tables(&live.direct).await.map_err(|e| {
+            Error::refused(
+                "PostgreSQL",
+                crate::db::address(&self.env.db),
+                format!("read the tables of schema {}", self.env.schema),
+                e,
+            )
+        })?;
+        // The topic and the cache, by contrast, become part of the verdict:
+        // one that cannot be read makes it `unknown`, with the reason.
+        let topic = if self.plan.strategy.publishes() {
+            Some(crate::kafka::topic::read_all(&self.infra.kafka, &self.env.topic, Duration::from_secs(30)).await)
+        } else {
+            None
+        };
+        let cache = if self.plan.strategy.caches() {
+            let cache = Cache::new(&self.env.redis_url, None, &self.env.redis_prefix, Duration::from_secs(5))?;
+            let entries = cache.read_all().await.map_err(|e| crate::error::chain(&e));
+            Some(entries.map(|entries| {
+                entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect()
+            }))
+        } else {
+            None
+        };
+        let downstream: Option<DownstreamState> = live.downstream.as_ref().map(|d| d.state());
+        Ok(Snapshot { orders, stock, topic, cache, downstream, backlog, drain })
+    }
+
+    /// reconcile: the history against the snapshot, pure.
+    fn reconcile(
+        &self,
+        history: &History,
+        snapshot: Snapshot,
+        faults: Vec<Applied>,
+        outages: Vec<Outage>,
+    ) -> RunResult {
+        // A copy: the history is append-only, and nothing appends any more.
+        let events = history.events();
+        let findings = reconcile(&events, &snapshot);
+        self.progress.done(self.plan.strategy);
+        RunResult {
+            strategy: self.plan.strategy,
+            expected: self.plan.scenario.expected(self.plan.strategy),
+            findings,
+            namespace: self.namespace.clone(),
+            history: events,
+            snapshot,
+            faults,
+            outages,
+        }
+    }
+
+    /// A phase begins.
+    fn enter(&self, phase: &'static str) {
+        self.phase.lock().expect("phase mutex poisoned").0 = phase;
+        self.progress.phase(self.plan.strategy, phase);
+    }
+
+    /// The phase in which the run first noticed a signal.
+    fn stopped_in(&self) -> Option<&'static str> {
+        self.phase.lock().expect("phase mutex poisoned").1
+    }
+
+    /// Records that the run now holds `what`, for a user who quits at once.
+    fn hold(&self, what: String) {
+        self.interrupt.hold(what, REMOVE_COMMAND);
+    }
+
+    /// An error if a signal has stopped the run.
+    fn check_interrupt(&self) -> Result<()> {
+        if self.interrupt.is_pressed() {
+            return Err(self.interrupted());
+        }
+        Ok(())
+    }
+
+    /// The error for a signal, noting the phase it stopped.
+    fn interrupted(&self) -> Error {
+        let mut phase = self.phase.lock().expect("phase mutex poisoned");
+        phase.1 = phase.1.or(Some(phase.0));
+        drop(phase);
+        Error::Interrupted(self.interrupt.signal().unwrap_or(Signal::Interrupt))
+    }
+
+    /// Remembers which store died, so that cleanup does not wait on it.
+    fn note_death(&mut self, error: &Error) {
+        if let Error::StoreDied { service, .. } = error {
+            self.dead_store = Some(service);
+        }
+    }
+
+    /// The error of the store the watch declared dead.
+    fn store_died(&self, live: &Live) -> Error {
+        live.watch.take_death().unwrap_or_else(|| Error::Bug {
+            what: "a store was declared dead without an error".into(),
+            source: "watch".into(),
+        })
     }
 }

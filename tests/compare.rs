@@ -36,6 +36,7 @@ fn fixed_report() -> Report {
         backlog_detail: None,
         drain: DrainReport { completed: true, waited_ms: 120, behind: None },
         faults: Vec::new(),
+        outages: Vec::new(),
         stories: Vec::new(),
         location: Where {
             database_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),

@@ -79,7 +79,7 @@ fn task_env(stage: &Stage, history: &History, writer_tasks: u32, writers: Durati
 /// pool and producer were dropped by the crash, not by a straggler later.
 async fn crash_writer(history: &History, tasks: AppTasks, app: Arc<App>) {
     let app_alive = Arc::downgrade(&app);
-    dualwrite::runner::crash_writer(history, Some(tasks), Some(app)).await;
+    dualwrite::runner::crash_writer(history, Some(tasks), Some(app)).await.expect("no app task panicked");
     assert_eq!(app_alive.strong_count(), 0, "a task of the crashed app still holds it");
 }
 
@@ -352,7 +352,7 @@ async fn nothing_runs_after_a_writer_crash() {
             events[crash_marker(&events, true)..].iter().any(|e| matches!(e, Event::Complete { leg: Leg::Topic, .. }))
         })
         .await;
-        restarted.stop(Duration::from_secs(10)).await;
+        restarted.stop(Duration::from_secs(10)).await.expect("no app task panicked");
         let events = history.events();
         for id in &waiting {
             let completed =

@@ -66,6 +66,9 @@ pub struct RunReport {
     pub drain: DrainReport,
     /// The faults as they were applied, on the run's clock.
     pub faults: Vec<Applied>,
+    /// Stores that did not answer dualwrite's direct check for a while,
+    /// though no fault was injected on them (the run went on: each came back).
+    pub outages: Vec<crate::runner::watch::Outage>,
     /// The story of one example per anomaly.
     pub stories: Vec<Story>,
     #[serde(rename = "where")]
@@ -183,6 +186,7 @@ impl RunReport {
             backlog_detail: result.snapshot.backlog,
             drain: result.snapshot.drain.clone(),
             faults: result.faults.clone(),
+            outages: result.outages.clone(),
             stories: story::stories(&result.history, &result.snapshot, f, schedule),
             location: Where {
                 database_url: crate::redact::redact_url(location.database_url),

@@ -78,7 +78,7 @@ fn row(run: &RunReport) -> Vec<Cell> {
 /// What readers and the pool probe suffered while the run was under way
 /// (the table shows the end state; this is what users of the service saw).
 fn during_the_run(run: &RunReport) -> Vec<String> {
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = run.outages.iter().map(|o| format!("{}: {}", run.strategy, o.describe())).collect();
     if let Some(cache) = &run.cache {
         if cache.stale_reads > 0 {
             let age = cache.worst_ms.map(|ms| format!(", {:.1} s out of date", ms as f64 / 1000.0)).unwrap_or_default();

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Workload, MAX_IN_FLIGHT_PER_WRITER};
 use crate::consumer::Downstream;
 use crate::db::{self, DbError};
+use crate::error::{Error, Result};
 use crate::history::{Clock, History, ProbeSample, ReadSample};
 use crate::strategy::App;
 
@@ -34,8 +35,10 @@ pub struct TaskEnv {
     pub downstream: Option<Arc<Downstream>>,
 }
 
-/// The running app tasks. Dropping this does not stop them; call
-/// [`AppTasks::stop`] (graceful) or [`AppTasks::abort`] (a crash).
+/// The running app tasks. [`AppTasks::stop`] ends them gracefully,
+/// [`AppTasks::abort`] as a crash would. Dropping them aborts them too, so
+/// that no path out of the main phase — an error, a panic above, Ctrl-C —
+/// leaves writers placing orders into a namespace that is being dropped.
 pub struct AppTasks {
     writers: Vec<JoinHandle<()>>,
     others: Vec<JoinHandle<()>>,
@@ -84,29 +87,41 @@ impl AppTasks {
 
     /// The end of the main phase: no new orders or reads; those in flight
     /// finish (each of their steps is bounded by a timeout), up to `limit`.
-    pub async fn stop(self, limit: Duration) {
+    /// An error if a task panicked: its history is incomplete, a bug.
+    pub async fn stop(mut self, limit: Duration) -> Result<()> {
         self.stop.cancel();
         let deadline = tokio::time::Instant::now() + limit;
-        for task in self.writers.into_iter().chain(self.others) {
-            let abort = task.abort_handle();
-            if tokio::time::timeout_at(deadline, task).await.is_err() {
-                tracing::warn!("an app task did not finish within {limit:?} of the end; abandoning it");
-                abort.abort();
+        let mut panicked = None;
+        for mut task in self.take_all() {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panicked = panicked.or(Some(e)),
+                Err(_) => {
+                    tracing::warn!("an app task did not finish within {limit:?} of the end; abandoning it");
+                    task.abort();
+                }
             }
         }
+        panicked.map_or(Ok(()), |e| Err(Error::task_failed("app task", e)))
     }
 
     /// A crash: every task stops where it is. Orders in flight never learn
     /// their outcome, so the history holds their legs as invoked and never
-    /// completed — Unknown.
-    pub async fn abort(self) {
-        for task in self.writers.iter().chain(&self.others) {
+    /// completed — Unknown. An error if a task had panicked before.
+    pub async fn abort(mut self) -> Result<()> {
+        let tasks = self.take_all();
+        for task in &tasks {
             task.abort();
         }
         // Wait until every task has really stopped (an aborted task stops at
         // its next await), so nothing runs after the crash point.
-        for task in self.writers.into_iter().chain(self.others) {
-            let _ = task.await;
+        let mut panicked = None;
+        for task in tasks {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    panicked = panicked.or(Some(e));
+                }
+            }
         }
         // A stopped task dropped its orders and reads in flight, which
         // aborts them but does not wait for them: they stop at their own
@@ -114,6 +129,22 @@ impl AppTasks {
         // no longer holds its pool or producer.
         self.in_flight.close();
         self.in_flight.wait().await;
+        panicked.map_or(Ok(()), |e| Err(Error::task_failed("app task", e)))
+    }
+
+    /// Every task handle, leaving none for `drop` to abort.
+    fn take_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.writers.drain(..).chain(self.others.drain(..)).collect()
+    }
+}
+
+impl Drop for AppTasks {
+    /// Stops whatever [`AppTasks::stop`] or [`AppTasks::abort`] did not: the
+    /// tasks stop at their next `.await`, and their orders in flight with them.
+    fn drop(&mut self) {
+        for task in self.writers.iter().chain(&self.others) {
+            task.abort();
+        }
     }
 }
 
@@ -162,12 +193,27 @@ where
             work.await;
             drop(permit);
         }));
-        while in_flight.try_join_next().is_some() {}
+        while let Some(done) = in_flight.try_join_next() {
+            rethrow_panic(done);
+        }
         // A late beat is not made up twice: the next one is the next tick
         // from now, so the sequence stays the seeded one.
         k = (k + 1).max(beat.next_tick(&clock));
     }
-    while in_flight.join_next().await.is_some() {}
+    while let Some(done) = in_flight.join_next().await {
+        rethrow_panic(done);
+    }
+}
+
+/// An order or read that panicked makes its task panic too, so that
+/// [`AppTasks::stop`] reports the bug instead of the panic vanishing with
+/// the JoinSet.
+fn rethrow_panic(done: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
 }
 
 /// The reader: on every beat, one product read three ways at one instant —

@@ -6,7 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod stage;
+pub mod throwaway;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -20,7 +22,6 @@ use dualwrite::progress::Progress;
 use dualwrite::runner::{self, Plan, RunResult};
 use dualwrite::scenario::Scenario;
 use dualwrite::strategy::Strategy;
-use tokio_util::sync::CancellationToken;
 
 /// Which Kafka-API broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +178,7 @@ impl RunSpec {
             keep: self.keep,
         };
         let infra = Infra::start(&services).await.expect("the services are reachable (`make setup-tests`)");
-        let result = runner::run(&infra, &plan, &Progress::hidden(), &CancellationToken::new()).await;
+        let result = runner::run(&infra, &plan, &Progress::hidden(), &dualwrite::signals::Interrupt::new()).await;
         infra.shutdown().await;
         drop(tansu);
         result.unwrap_or_else(|e| panic!("{} under {} failed: {e:#}", self.strategy, self.scenario))

@@ -269,9 +269,9 @@ impl Relays {
     /// Starts the relays again after a crash: they resume from the table
     /// itself — every row not yet marked.
     pub async fn restart(&mut self, env: &Env) -> Result<()> {
-        let fresh = Relays::start(env).await?;
-        self.relays = fresh.relays;
-        self.tasks = fresh.tasks;
+        let mut fresh = Relays::start(env).await?;
+        self.relays = std::mem::take(&mut fresh.relays);
+        self.tasks = std::mem::take(&mut fresh.tasks);
         Ok(())
     }
 
@@ -289,5 +289,15 @@ impl Relays {
     pub async fn stop(mut self) {
         self.crash().await;
         self.direct.close().await;
+    }
+}
+
+impl Drop for Relays {
+    /// Relays dropped without [`Relays::stop`] (an error path) must not keep
+    /// publishing from a namespace that is being dropped.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

@@ -1,0 +1,150 @@
+//! A store that dies mid-run — not through an injected fault — is a tool
+//! error: the run notices within seconds, heals, cleans what it can, and
+//! stops with one line naming the store, its address and the fix (exit 2).
+//! An outage that ends by itself is reported with the run's figures.
+//!
+//! Each test kills stores of its own (a throwaway PostgreSQL or Redis, a
+//! tansu broker), never the shared ones.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::{dualwrite, Dualwrite};
+use common::throwaway::{ThrowawayPostgres, ThrowawayRedis};
+
+/// dualwrite declares a store dead after 5 s without an answer
+/// (`runner::watch::DEAD_AFTER`); the rest is the stop and the cleanup,
+/// with a margin for a shared, loaded machine.
+const NOTICE_LIMIT: Duration = Duration::from_secs(20);
+
+/// The lines of stderr, blank ones aside.
+fn lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+#[test]
+fn postgres_killed_mid_run_stops_the_run_with_one_line_within_seconds() {
+    let postgres = ThrowawayPostgres::start();
+    let redis = ThrowawayRedis::start();
+    let (db, cache) = (postgres.url(), redis.url());
+    // As a user runs it, without -v: what it prints is what they would see.
+    let run =
+        Dualwrite::start_plain(&["run", "naive", "--duration", "60s", "--database-url", &db, "--redis-url", &cache]);
+    // Set-up takes about a second; by four the orders are flowing.
+    std::thread::sleep(Duration::from_secs(4));
+    let ns = postgres.dualwrite_objects().first().expect("the run's schema").trim_start_matches("schema ").to_string();
+    postgres.kill();
+    let killed = Instant::now();
+    let finished = run.wait(Duration::from_secs(60));
+    let noticed = killed.elapsed();
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    assert!(noticed < NOTICE_LIMIT, "noticed after {noticed:?}");
+    let error = finished.stderr.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+    let address = postgres.address();
+    assert!(error.contains(&format!("PostgreSQL at {address} stopped answering")), "{error}");
+    assert!(error.contains("not because of an injected fault"), "{error}");
+    assert!(error.contains("pg_isready"), "the fix: {error}");
+    // Besides the error: the header, what the run could not remove, and
+    // the outage as the watch saw it — a handful, not hundreds.
+    let lines = lines(&finished.stderr);
+    assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
+    let left = lines.iter().find(|l| l.contains("left behind")).expect("what could not be removed is named");
+    assert!(left.contains(&ns) && left.contains("dualwrite doctor --drop-stale"), "{left}");
+    eprintln!("stopped {noticed:?} after the kill, {} lines on stderr:\n{}", lines.len(), lines.join("\n"));
+
+    // Once PostgreSQL is back, the command named removes what was left.
+    postgres.start_again();
+    assert!(postgres.dualwrite_objects().contains(&format!("schema {ns}")));
+    let doctor =
+        dualwrite(&["doctor", "--drop-stale", "--database-url", &db, "--redis-url", &cache], Duration::from_secs(20));
+    assert!(doctor.stdout.contains(&format!("removed {ns}")), "{}", doctor.stdout);
+    assert_eq!(postgres.dualwrite_objects(), Vec::<String>::new());
+}
+
+#[test]
+fn a_postgres_outage_that_ends_by_itself_is_reported_with_the_figures() {
+    let postgres = ThrowawayPostgres::start();
+    let redis = ThrowawayRedis::start();
+    let (db, cache) = (postgres.url(), redis.url());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_str().unwrap();
+    let args = ["run", "naive", "--duration", "12s", "--database-url", &db, "--redis-url", &cache, "--json", json_arg];
+    let run = Dualwrite::start(&args);
+    run.wait_for("naive: main", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(2000));
+    postgres.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    postgres.start_again();
+    let finished = run.wait(Duration::from_secs(90));
+    // The run went on: its verdict is whatever the stores say, not a tool error.
+    assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let outages = report["runs"][0]["outages"].as_array().expect("an outages list").clone();
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    let outage = &outages[0];
+    assert_eq!(outage["store"], "postgres");
+    assert_eq!(outage["address"], postgres.address().as_str());
+    let (from, until) = (outage["from_ms"].as_u64().unwrap(), outage["until_ms"].as_u64().expect("it came back"));
+    // The kill came about 2 s into main; the restart takes a moment.
+    assert!((1000..6000).contains(&from), "{outage}");
+    assert!(until > from + 1000 && until < from + 5000, "{outage}");
+    let line = finished.stdout.lines().find(|l| l.contains("was unreachable")).expect("a line in the report");
+    assert!(line.contains("not injected"), "{line}");
+    eprintln!("the report says: {}", line.trim());
+    assert_eq!(postgres.dualwrite_objects(), Vec::<String>::new(), "the run cleaned up after the outage");
+}
+
+#[test]
+fn redis_killed_mid_run_stops_a_cache_aside_run_naming_redis() {
+    let postgres = ThrowawayPostgres::start();
+    let mut redis = ThrowawayRedis::start();
+    let (db, cache) = (postgres.url(), redis.url());
+    let run = Dualwrite::start_plain(&[
+        "run",
+        "cache-aside",
+        "--duration",
+        "60s",
+        "--database-url",
+        &db,
+        "--redis-url",
+        &cache,
+    ]);
+    std::thread::sleep(Duration::from_secs(4));
+    let ns = postgres.dualwrite_objects().first().expect("the run's schema").trim_start_matches("schema ").to_string();
+    redis.kill();
+    let killed = Instant::now();
+    let finished = run.wait(Duration::from_secs(60));
+    assert!(killed.elapsed() < NOTICE_LIMIT, "noticed after {:?}", killed.elapsed());
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    let error = finished.stderr.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+    assert!(error.contains(&format!("Redis at 127.0.0.1:{} stopped answering", redis.port)), "{error}");
+    assert!(error.contains("redis-cli"), "the fix: {error}");
+    // PostgreSQL was fine: the schema went; only the keys could not.
+    assert_eq!(postgres.dualwrite_objects(), Vec::<String>::new());
+    let lines = lines(&finished.stderr);
+    assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("left behind") && l.contains(&format!("cache keys {ns}:*"))), "{lines:?}");
+}
+
+#[test]
+fn a_broker_killed_mid_run_stops_the_run_naming_kafka() {
+    // A tansu broker of the test's own, behind the built-in proxy's kafka
+    // link (it must advertise the link's address).
+    let link = format!("127.0.0.1:{}", common::free_port());
+    let mut tansu = Some(common::Tansu::start(Some(link.parse().unwrap())));
+    let brokers = tansu.as_ref().unwrap().listen.to_string();
+    let args = ["run", "naive", "--duration", "60s", "--brokers", &brokers, "--kafka-proxy-listen", &link];
+    let run = Dualwrite::start_plain(&args);
+    std::thread::sleep(Duration::from_secs(5));
+    drop(tansu.take());
+    let killed = Instant::now();
+    let finished = run.wait(Duration::from_secs(60));
+    assert!(killed.elapsed() < NOTICE_LIMIT, "noticed after {:?}", killed.elapsed());
+    assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+    let error = finished.stderr.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+    assert!(error.contains(&format!("Kafka at {brokers} stopped answering")), "{error}");
+    let lines = lines(&finished.stderr);
+    assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
+}
