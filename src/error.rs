@@ -10,7 +10,14 @@
 //! | 0         | every verdict is what the scenario expects                |
 //! | 1         | a verdict differs from the scenario's expectation         |
 //! | 2         | the tool failed: bad input, a service unreachable, a bug  |
+//! | 3         | the evidence is incomplete: a verdict is unknown (the drain timed out, the topic was not read to its end, the broker deleted records, a store or backlog could not be read) and none differs |
 //! | 130       | interrupted (Ctrl-C); the proxies were healed first       |
+//!
+//! `compare` combines its runs' codes: 1 if any run's verdict differs from
+//! its expectation; otherwise 3 if any verdict is unknown (even where the
+//! scenario expects `any`: the figures are then incomplete); otherwise 0.
+//! A definite finding outranks missing evidence: an unknown verdict cannot
+//! hide an outbox that lost an event beside it.
 
 use std::error::Error as StdError;
 
@@ -23,6 +30,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNEXPECTED: i32 = 1;
 /// Exit code: the tool failed.
 pub const EXIT_TOOL: i32 = 2;
+/// Exit code: the evidence is incomplete (a verdict is unknown) and no
+/// verdict differs from its expectation.
+pub const EXIT_UNKNOWN: i32 = 3;
 /// Exit code: interrupted by Ctrl-C.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -59,6 +69,11 @@ pub enum Error {
 
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+
+    /// A workload the embedded broker could not hold whole (it would delete
+    /// records): refused before the run.
+    #[error(transparent)]
+    Capacity(#[from] crate::kafka::embedded::CapacityError),
 
     #[error("cannot write {path}")]
     Write {

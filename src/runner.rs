@@ -372,7 +372,7 @@ async fn drain(
             },
         };
         if published && consumed {
-            return Ok(DrainReport { completed: true, waited_ms: started.elapsed().as_millis() as u64, behind: None });
+            return Ok(DrainReport::complete(started.elapsed().as_millis() as u64));
         }
         if Instant::now() >= deadline {
             let mut what = Vec::new();
@@ -389,10 +389,13 @@ async fn drain(
                     downstream.and_then(|d| d.last_error()).map(|e| format!(" (last error: {e})")).unwrap_or_default()
                 ));
             }
+            // Which part had caught up decides which figures stay known.
             return Ok(DrainReport {
                 completed: false,
                 waited_ms: started.elapsed().as_millis() as u64,
                 behind: Some(what.join("; ")),
+                published: background.component().map(|_| published),
+                consumed: downstream.map(|_| consumed),
             });
         }
         tokio::select! {
@@ -409,7 +412,7 @@ async fn take_snapshot(
     env: &Env,
     direct: &PgPool,
     downstream: Option<crate::snapshot::DownstreamState>,
-    backlog: Option<crate::snapshot::Backlog>,
+    backlog: Option<std::result::Result<crate::snapshot::Backlog, String>>,
     drain: DrainReport,
 ) -> Result<Snapshot> {
     let (orders, stock) = crate::db::read_tables(direct).await.map_err(|e| {
@@ -421,7 +424,8 @@ async fn take_snapshot(
         )
     })?;
     let topic = if plan.strategy.publishes() {
-        Some(crate::kafka::topic::read_all(&infra.kafka, &env.topic, Duration::from_secs(30)).await)
+        // To the end the broker signals, naming whatever it did not see.
+        Some(crate::kafka::topic::read_to_end(&infra.kafka, &env.topic, Duration::from_secs(30)).await)
     } else {
         None
     };
