@@ -21,7 +21,8 @@ use crate::strategy::Strategy;
 /// entries — with counts, and the story of an example.
 ///
 /// Start with `dualwrite compare`. Exit codes: 0 every verdict as the scenario
-/// expects, 1 a verdict differs, 2 dualwrite itself failed, 130 interrupted.
+/// expects, 1 a verdict differs, 2 dualwrite itself failed, 3 the evidence is
+/// incomplete (a verdict is unknown, none differs), 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "dualwrite", version, max_term_width = 100)]
 pub struct Cli {
