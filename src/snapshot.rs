@@ -6,8 +6,8 @@
 //! downstream consumer's view, and what is still waiting to be published.
 //! Together with the history it is all the reconciler sees.
 //!
-//! These are leaf types: the store clients fill them ([`crate::db`],
-//! [`crate::kafka::topic`], the relay and the connector), the runner
+//! These are leaf types: the store clients fill them (`db`,
+//! `kafka::topic`, the relay and the connector), the runner
 //! gathers them, and the reconciler reads nothing else. A snapshot also
 //! says what it did *not* see — how the drain ended, what the broker said
 //! about each partition's extent, a read that failed — because a verdict
@@ -118,7 +118,7 @@ impl TopicRead {
     /// A read assumed complete, built from records alone: each partition
     /// from offset 0 to one past its last record, its end signalled. For
     /// hand-built snapshots (tests), and for records that
-    /// [`crate::kafka::topic::read_all`] returned — it fails unless the read
+    /// `kafka::topic::read_all` returned — it fails unless the read
     /// was complete, so the assumption has been checked.
     pub fn assumed_complete(mut records: Vec<TopicRecord>, partitions: i32) -> TopicRead {
         records.sort_by_key(|r| (r.partition, r.offset));
@@ -141,7 +141,7 @@ impl TopicRead {
     /// What this read did not see, in words, one line per finding; empty
     /// when, for every partition, it read each offset from 0 to the end the
     /// broker signalled and its watermarks agree. Pure: the reconciler's
-    /// evidence check, and [`crate::kafka::topic::read_all`]'s.
+    /// evidence check, and `kafka::topic::read_all`'s.
     ///
     /// | finding | why the figures would be wrong without it |
     /// |---|---|

@@ -84,6 +84,55 @@ async fn records_the_embedded_broker_deleted_are_named_with_their_count() {
     assert!(err.contains("the broker deleted"), "{err}");
 }
 
+/// The capacity check's arithmetic against the mock itself: a partition
+/// holds every record of the count the check assumes, each as wide as the
+/// load's widest event and sent as a message set of its own — and the cap
+/// is real: twice as many and the oldest are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capacity_bound_holds_on_the_embedded_broker() {
+    use dualwrite::kafka::embedded::{records_per_partition, Load};
+    // The refused run's load: 1,600 orders/s for 60 s, 6 products.
+    let load = Load::of_beats(8, Duration::from_millis(5), Duration::from_secs(60), 6, 1000);
+    let fits = records_per_partition(&load);
+    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
+    let bootstrap = kafka.listen_addr().to_string();
+    let topic = unique("dw_evidence");
+    kafka.create_topic(&topic, 1).expect("a topic");
+    // The widest value, as the relay sends it (jsonb puts a space after
+    // every colon and comma), one record per message set.
+    let mut value = load.widest_event().to_json();
+    value.extend_from_slice(b"         ");
+    let key = load.products.to_string();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("batch.num.messages", "1")
+        .set("message.timeout.ms", "30000")
+        .set("log_level", "3")
+        .create()
+        .expect("a producer");
+    let send_all = |n: u64| {
+        let (producer, topic, key, value) = (&producer, &topic, &key, &value);
+        async move {
+            let sends = (0..n).map(|_| {
+                producer.send(FutureRecord::to(topic).partition(0).key(key).payload(value), Duration::from_secs(30))
+            });
+            for sent in futures::future::join_all(sends).await {
+                sent.unwrap_or_else(|(e, _)| panic!("the embedded broker took the record: {e}"));
+            }
+        }
+    };
+    send_all(fits).await;
+    let marks = dualwrite::kafka::topic::watermarks(&bootstrap, &topic).await.unwrap();
+    assert_eq!(marks[&0], (0, fits as i64), "{fits} records of {} bytes fit", load.widest_record_bytes());
+    send_all(fits).await;
+    let (low, high) = dualwrite::kafka::topic::watermarks(&bootstrap, &topic).await.unwrap()[&0];
+    assert_eq!(high, 2 * fits as i64);
+    assert!(low > 0, "the cap deletes: {low}..{high}");
+    // Still holding at least what the check assumes, after deleting.
+    println!("the mock holds {} of these records; the check assumes {fits}", high - low);
+    assert!(high - low >= fits as i64, "{low}..{high}");
+}
+
 /// A topic the broker holds whole reads back whole, each partition to the
 /// end the broker signalled, with nothing missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +181,7 @@ fn a_load_the_embedded_broker_cannot_hold_is_refused_up_front() {
     assert!(took < Duration::from_secs(5), "refused up front, not after a run: {took:?}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {err}");
-    for needle in ["embedded Kafka broker keeps at most", "records per partition", "96008 orders", "--brokers"] {
+    for needle in ["embedded Kafka broker", "deletes a partition's oldest records", "96008 orders", "--brokers"] {
         assert!(lines[0].contains(needle), "{:?} does not say {needle:?}", lines[0]);
     }
     assert!(lines[0].contains("--duration") && lines[0].contains("s or less"), "{}", lines[0]);

@@ -58,6 +58,9 @@ const BATCH_HEADER_BYTES: u64 = 61;
 /// (varint, ≤ 5), attributes 1, timestamp delta (varlong, ≤ 10), offset
 /// delta (≤ 5), key length (≤ 5), value length (≤ 5), header count 1.
 const RECORD_FIELD_BYTES: u64 = 32;
+/// The outbox relay publishes a row's payload as PostgreSQL prints `jsonb`:
+/// a space after each of the event's five colons and four commas.
+const JSONB_SPACING_BYTES: u64 = 9;
 /// Share of the capacity kept free for records beyond one per order: a relay
 /// or connector that crashes publishes again what it had not confirmed.
 /// Their number depends on timing, so it cannot be bounded exactly; the
@@ -88,10 +91,9 @@ impl Load {
         Load { orders: per_writer.saturating_mul(writer_tasks as u64), products, initial_stock }
     }
 
-    /// The widest message set one event of this load can take: a batch of
-    /// that one record, with its key and value at their longest.
-    fn widest_record_bytes(&self) -> u64 {
-        let widest = StockChanged {
+    /// The widest event of this load, as JSON: the value at its longest.
+    pub fn widest_event(&self) -> StockChanged {
+        StockChanged {
             order_id: uuid::Uuid::max(),
             product_id: self.products as i32,
             delta: -5,
@@ -99,8 +101,15 @@ impl Load {
             // every order of the run taking 5 units from one product.
             quantity: (self.orders.saturating_mul(5) as i64).saturating_neg().min(-self.initial_stock.abs()),
             version: self.orders as i64,
-        };
-        BATCH_HEADER_BYTES + RECORD_FIELD_BYTES + widest.key().len() as u64 + widest.to_json().len() as u64
+        }
+    }
+
+    /// The widest message set one event of this load can take: a batch of
+    /// that one record, with its key and value at their longest.
+    pub fn widest_record_bytes(&self) -> u64 {
+        let widest = self.widest_event();
+        let value = widest.to_json().len() as u64 + JSONB_SPACING_BYTES;
+        BATCH_HEADER_BYTES + RECORD_FIELD_BYTES + widest.key().len() as u64 + value
     }
 
     /// An upper bound on the orders that land on the busiest of
@@ -122,10 +131,10 @@ impl Load {
 /// A run the embedded broker could not hold whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the embedded Kafka broker keeps at most {capacity} records per partition and deletes older ones (librdkafka's \
-     mock cluster: 5 MiB or 100,000 message sets per partition), but this run can place {orders} orders, up to \
-     {busiest} on one partition: use --brokers with a real Kafka-API broker for this load, or place fewer orders \
-     ({})", advice(.longest)
+    "the embedded Kafka broker (librdkafka's mock cluster) deletes a partition's oldest records beyond 5 MiB or \
+     100,000 message sets, which leaves room for {capacity} of this run's events per partition, but this run can \
+     place {orders} orders, up to {busiest} on one partition: use --brokers with a real Kafka-API broker for this \
+     load, or place fewer orders ({})", advice(.longest)
 )]
 pub struct CapacityError {
     /// Records per partition the check allows (capacity less the room kept
@@ -162,11 +171,16 @@ pub fn capacity_check(load: &Load, partitions: i32) -> Result<(), CapacityError>
     Err(CapacityError { capacity, orders: load.orders, busiest, longest: None })
 }
 
-/// Records per partition the check allows for `load`.
+/// Records of `load` a partition of the mock holds for certain: each at
+/// its widest, as a message set of its own.
+pub fn records_per_partition(load: &Load) -> u64 {
+    (MOCK_PARTITION_MAX_BYTES / load.widest_record_bytes()).min(MOCK_PARTITION_MAX_MESSAGE_SETS)
+}
+
+/// Records per partition the check allows for `load`: what a partition
+/// holds, less the room kept for redeliveries.
 fn allowed_per_partition(load: &Load) -> u64 {
-    let by_bytes = MOCK_PARTITION_MAX_BYTES / load.widest_record_bytes();
-    let hard = by_bytes.min(MOCK_PARTITION_MAX_MESSAGE_SETS);
-    (hard as f64 * (1.0 - REDELIVERY_ROOM)) as u64
+    (records_per_partition(load) as f64 * (1.0 - REDELIVERY_ROOM)) as u64
 }
 
 /// The longest run at the same rate that [`capacity_check`] accepts, for the
