@@ -181,9 +181,12 @@ impl TopicRead {
                 ));
             }
             if !part.end_signalled {
-                let why = match self.timed_out_after_ms {
-                    Some(ms) => format!("after {:.1} s", ms as f64 / 1000.0),
-                    None => "before the read ended".to_string(),
+                let why = match (self.timed_out_after_ms, &self.last_error) {
+                    (Some(ms), Some(e)) => {
+                        format!("after {:.1} s (the consumer's last error: {e})", ms as f64 / 1000.0)
+                    }
+                    (Some(ms), None) => format!("after {:.1} s", ms as f64 / 1000.0),
+                    (None, _) => "before the read ended".to_string(),
                 };
                 lines.push(format!(
                     "partition {p}: the broker had not signalled the partition's end at offset {} {why}",
