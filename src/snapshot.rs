@@ -203,6 +203,14 @@ impl TopicRead {
                     thousands(part.next),
                     thousands(high - part.next)
                 )),
+                // Records beyond the high watermark: the broker's own
+                // accounts of the partition disagree.
+                Some((_, high)) if high < part.next && part.end_signalled => lines.push(format!(
+                    "partition {p}: the broker's fetch signalled the end at offset {}, but its high watermark \
+                     (ListOffsets) says {}: its own counts disagree, so the read cannot be shown complete",
+                    thousands(part.next),
+                    thousands(high)
+                )),
                 Some((_, high)) if high < part.next => lines.push(format!(
                     "partition {p}: records were read up to offset {}, beyond the high watermark {} the broker \
                      reports: the broker misreports its end, so nothing shows the read reached it",
@@ -372,8 +380,22 @@ mod tests {
     }
 
     #[test]
-    fn records_beyond_the_watermark_mean_the_broker_misreports_its_end() {
-        // tansu 0.6.0, memory engine: 4,000 readable records, high watermark 2,001.
+    fn a_fetch_end_beyond_the_watermark_means_the_brokers_counts_disagree() {
+        // tansu 0.6.0, memory engine, two idempotent producers at once
+        // (tests/evidence.rs): every record read, the fetch signalled the end
+        // at 4,000, ListOffsets says 2,001.
+        let offsets: Vec<i64> = (0..4_000).collect();
+        let missing = read(&offsets, 0, 2_001).missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(
+            missing[0],
+            "partition 0: the broker's fetch signalled the end at offset 4,000, but its high watermark (ListOffsets) \
+             says 2,001: its own counts disagree, so the read cannot be shown complete"
+        );
+    }
+
+    #[test]
+    fn records_beyond_the_watermark_and_no_end_mean_the_end_is_unknown() {
         let offsets: Vec<i64> = (0..4_000).collect();
         let mut r = read(&offsets, 0, 2_001);
         r.partitions[0].end_signalled = false;
