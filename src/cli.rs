@@ -25,7 +25,8 @@ use crate::strategy::{OutboxCdcMode, Strategy};
 ///
 /// Start with `dualwrite compare`. Exit codes: 0 every verdict as the scenario
 /// expects, 1 a verdict differs, 2 dualwrite itself failed (bad input, a
-/// service unreachable, a store that died mid-run), 130/143/129 stopped by
+/// service unreachable, a store that died mid-run), 3 the evidence is
+/// incomplete (a verdict is unknown, none differs), 130/143/129 stopped by
 /// SIGINT/SIGTERM/SIGHUP after healing and cleaning up (a third Ctrl-C quits
 /// at once and says what it left).
 ///

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use crate::cli::{Command, CompareArgs, RunArgs, ScenariosCommand};
 use crate::config::{Outputs, Services, Tuning, Workload};
-use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED};
+use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED, EXIT_UNKNOWN};
 use crate::files::OutputFile;
 use crate::infra::Infra;
 use crate::progress::Progress;
+use crate::reconcile::Verdict;
 use crate::report::{Location, Report, RunReport};
 use crate::runner::{self, Plan};
 use crate::scenario::schedule::Schedule;
@@ -92,11 +93,8 @@ impl Inputs {
     ) -> Result<Inputs> {
         let scenario = Arc::new(Scenario::load(scenario)?);
         let workload = Workload::from_args(workload, duration)?;
-        // Here, before any service is reached, is the place to check the
-        // embedded broker's capacity for the strategies that publish
-        // (`Strategy::publishes`): a run publishes up to
-        // `workload.planned_orders()` events (`workload.orders_per_second()`
-        // × `workload.duration`), and that broker keeps only so much.
+        // The embedded broker's capacity is checked in `execute`, which
+        // knows whether that broker is the one in use.
         let schedule = scenario.schedule(workload.seed, workload.duration)?;
         Ok(Inputs { command, scenario, schedule, workload, tuning: Tuning::from_args(tuning)? })
     }
@@ -124,6 +122,10 @@ async fn execute(
     out: &mut impl Write,
 ) -> Result<i32> {
     let Inputs { command, scenario, schedule, workload, tuning } = inputs;
+    // Before anything starts: a load the embedded broker would outgrow.
+    if services.brokers.is_none() && services.toxiproxy.is_none() {
+        embedded_capacity(&workload)?;
+    }
     // Redis is reached before anything is started, when a strategy needs it.
     if strategies.iter().any(|s| s.caches()) {
         crate::infra::check_redis(&services.redis_url).await?;
@@ -215,7 +217,43 @@ async fn execute(
     let width = if std::io::stdout().is_terminal() { comfy_table::Table::new().width().or(Some(120)) } else { None };
     crate::report::table::write_text(&report, command, width, out)
         .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
-    Ok(if report.all_as_expected() { EXIT_OK } else { EXIT_UNEXPECTED })
+    Ok(exit_code(report.runs.iter().map(|r| (r.verdict, r.as_expected))))
+}
+
+/// The exit code of a finished `run` or `compare`, from each run's verdict
+/// and whether it is what the scenario expects (the table in `error.rs`):
+/// 1 if any definite verdict differs from its expectation; otherwise 3 if
+/// any verdict is unknown; otherwise 0.
+pub fn exit_code(runs: impl IntoIterator<Item = (Verdict, bool)>) -> i32 {
+    let (mut differs, mut unknown) = (false, false);
+    for (verdict, as_expected) in runs {
+        match verdict {
+            Verdict::Unknown => unknown = true,
+            Verdict::Consistent | Verdict::Inconsistent => differs |= !as_expected,
+        }
+    }
+    if differs {
+        EXIT_UNEXPECTED
+    } else if unknown {
+        EXIT_UNKNOWN
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Refuses a workload the embedded broker could not hold whole: it deletes a
+/// partition's oldest records beyond its capacity, and the run would report
+/// them as missing evidence instead of a verdict.
+fn embedded_capacity(workload: &Workload) -> Result<()> {
+    use crate::kafka::embedded::{capacity_check, longest_duration, Load};
+    use crate::kafka::topic::PARTITIONS;
+    let of = |duration| {
+        Load::of_beats(workload.writer_tasks, workload.writers, duration, workload.products, workload.initial_stock)
+    };
+    capacity_check(&of(workload.duration), PARTITIONS).map_err(|mut e| {
+        e.longest = longest_duration(PARTITIONS, of);
+        Error::from(e)
+    })
 }
 
 /// One line of `--history`: an event of the history, and whose it is.
@@ -266,4 +304,23 @@ fn scenarios(command: Option<ScenariosCommand>, out: &mut impl Write) -> Result<
         }
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_combine_definite_findings_before_missing_evidence() {
+        use Verdict::*;
+        assert_eq!(exit_code([(Consistent, true), (Inconsistent, true)]), EXIT_OK);
+        assert_eq!(exit_code([(Consistent, false)]), EXIT_UNEXPECTED);
+        // Unknown is never "a verdict differs", even where one was expected…
+        assert_eq!(exit_code([(Unknown, false)]), EXIT_UNKNOWN);
+        // …nor "as expected" where the scenario accepts any verdict.
+        assert_eq!(exit_code([(Consistent, true), (Unknown, true)]), EXIT_UNKNOWN);
+        // A verdict that differs outranks missing evidence beside it.
+        assert_eq!(exit_code([(Unknown, false), (Inconsistent, false)]), EXIT_UNEXPECTED);
+        assert_eq!(exit_code([]), EXIT_OK);
+    }
 }

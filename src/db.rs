@@ -20,6 +20,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row, Transaction}
 use crate::config::Tuning;
 use crate::error::{Error, Result};
 use crate::history::{Order, StockAfter, Told};
+use crate::snapshot::{OrderRow, StockRow};
 
 /// How long dualwrite waits to reach Postgres when setting up, before it
 /// gives up with an error that names the address and the fix.
@@ -340,24 +341,6 @@ pub async fn read_stock_direct(direct: &PgPool, product_id: i32) -> Option<Stock
     .await
     .ok()?;
     Some(StockAfter { quantity: row.get("quantity"), version: row.get("version") })
-}
-
-/// A committed order as the `orders` table holds it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OrderRow {
-    pub order_id: uuid::Uuid,
-    pub product_id: i32,
-    pub delta: i32,
-    pub quantity: i64,
-    pub version: i64,
-}
-
-/// A product's stock row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct StockRow {
-    pub product_id: i32,
-    pub quantity: i64,
-    pub version: i64,
 }
 
 /// Every committed order and every stock row, read directly.

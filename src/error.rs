@@ -11,12 +11,19 @@
 //! | 0         | every verdict is what the scenario expects                |
 //! | 1         | a verdict differs from the scenario's expectation         |
 //! | 2         | the tool failed: bad input, a service unreachable or dead during the run, a bug |
+//! | 3         | the evidence is incomplete: a verdict is unknown (the drain timed out, the topic was not read to its end, the broker deleted records, a store or backlog could not be read) and none differs |
 //! | 130       | interrupted by SIGINT (Ctrl-C); healed and cleaned up first |
 //! | 143       | stopped by SIGTERM; healed and cleaned up first           |
 //! | 129       | stopped by SIGHUP (the terminal closed); healed and cleaned up first |
 //!
 //! The signal codes are 128 + the signal's number, what a shell reports for
 //! a process the signal killed (see [`crate::signals`]).
+//!
+//! `compare` combines its runs' codes: 1 if any run's verdict differs from
+//! its expectation; otherwise 3 if any verdict is unknown (even where the
+//! scenario expects `any`: the figures are then incomplete); otherwise 0.
+//! A definite finding outranks missing evidence: an unknown verdict cannot
+//! hide an outbox that lost an event beside it.
 
 use std::error::Error as StdError;
 
@@ -29,6 +36,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_UNEXPECTED: i32 = 1;
 /// Exit code: the tool failed.
 pub const EXIT_TOOL: i32 = 2;
+/// Exit code: the evidence is incomplete (a verdict is unknown) and no
+/// verdict differs from its expectation.
+pub const EXIT_UNKNOWN: i32 = 3;
 /// Exit code: interrupted by Ctrl-C (SIGINT). SIGTERM gives 143, SIGHUP 129:
 /// see [`crate::signals::Signal::exit_code`].
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -77,6 +87,11 @@ pub enum Error {
 
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+
+    /// A workload the embedded broker could not hold whole (it would delete
+    /// records): refused before the run.
+    #[error(transparent)]
+    Capacity(#[from] crate::kafka::embedded::CapacityError),
 
     #[error("cannot write {path}")]
     Write {

@@ -26,8 +26,9 @@
 //!   and [`kafka`], each of which classifies its own errors into the
 //!   three-valued outcomes of the [`history`]. The CDC strategies' connector
 //!   ([`cdc`]) streams the Postgres WAL to the topic.
-//! - [`snapshot`] → [`reconcile`]: the final read of every store, and the
-//!   pure function that compares it with the history.
+//! - [`snapshot`] → [`reconcile`]: the final read of every store (and what
+//!   it did not see), and the pure function that compares it with the
+//!   history — a verdict only over complete evidence.
 //! - [`report`]: the table, the stories, the JSON.
 //! - [`error`]: failures of the tool itself, and the exit codes.
 

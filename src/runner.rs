@@ -42,6 +42,9 @@ use crate::scenario::schedule::Schedule;
 use crate::scenario::Scenario;
 use crate::signals::{Interrupt, Signal};
 use crate::snapshot::{Backlog, CachedEntry, DownstreamState, DrainReport, Snapshot};
+
+/// A relay's or connector's backlog as read: the figures, or why they could not be read.
+type BacklogRead = std::result::Result<Backlog, String>;
 use crate::strategy::background::Background;
 use crate::strategy::{Env, Expectation, Strategy};
 use crate::workload::generate;
@@ -422,7 +425,7 @@ impl<'a> Run<'a> {
             };
             let waited_ms = started.elapsed().as_millis() as u64;
             if published && consumed {
-                return Ok(DrainReport { completed: true, waited_ms, behind: None });
+                return Ok(DrainReport::complete(waited_ms));
             }
             if Instant::now() >= deadline {
                 // Say what was still behind: the verdict must not read a
@@ -438,7 +441,14 @@ impl<'a> Run<'a> {
                     let last = downstream.and_then(|d| d.last_error()).map(|e| format!(" (last error: {e})"));
                     what.push(format!("the downstream consumer was {n} records behind{}", last.unwrap_or_default()));
                 }
-                return Ok(DrainReport { completed: false, waited_ms, behind: Some(what.join("; ")) });
+                // Which part had caught up decides which figures stay known.
+                return Ok(DrainReport {
+                    completed: false,
+                    waited_ms,
+                    behind: Some(what.join("; ")),
+                    published: background.component().map(|_| published),
+                    consumed: downstream.map(|_| consumed),
+                });
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -450,7 +460,7 @@ impl<'a> Run<'a> {
 
     /// Stops the relay or connector, reading its backlog first if asked:
     /// what it left unpublished at the end of the drain.
-    async fn stop_background(&self, live: &mut Live, read_backlog: bool) -> Option<Backlog> {
+    async fn stop_background(&self, live: &mut Live, read_backlog: bool) -> Option<BacklogRead> {
         let background = live.background.take()?;
         let backlog = if read_backlog { background.backlog(&self.env).await } else { None };
         background.stop().await;
@@ -458,7 +468,7 @@ impl<'a> Run<'a> {
     }
 
     /// snapshot: the final read, directly from every store.
-    async fn snapshot(&self, live: &Live, drain: DrainReport, backlog: Option<Backlog>) -> Result<Snapshot> {
+    async fn snapshot(&self, live: &Live, drain: DrainReport, backlog: Option<BacklogRead>) -> Result<Snapshot> {
         self.enter("snapshot");
         // Without the tables there is nothing to reconcile against: an
         // error, not an `unknown` verdict.
@@ -473,7 +483,8 @@ impl<'a> Run<'a> {
         // The topic and the cache, by contrast, become part of the verdict:
         // one that cannot be read makes it `unknown`, with the reason.
         let topic = if self.plan.strategy.publishes() {
-            Some(crate::kafka::topic::read_all(&self.infra.kafka, &self.env.topic, Duration::from_secs(30)).await)
+            // To the end the broker signals, naming whatever it did not see.
+            Some(crate::kafka::topic::read_to_end(&self.infra.kafka, &self.env.topic, Duration::from_secs(30)).await)
         } else {
             None
         };

@@ -2,17 +2,23 @@
 //!
 //! The snapshot is the checker's final read, taken directly (not through the
 //! fault proxy): every committed order and stock row from Postgres, every
-//! record of the topic from its first offset, every cached key of the run,
-//! the downstream consumer's view, and what is still waiting to be published.
+//! record of the topic read to its end, every cached key of the run, the
+//! downstream consumer's view, and what is still waiting to be published.
 //! Together with the history it is all the reconciler sees.
+//!
+//! These are leaf types: the store clients fill them (`db`,
+//! `kafka::topic`, the relay and the connector), the runner
+//! gathers them, and the reconciler reads nothing else. A snapshot also
+//! says what it did *not* see — how the drain ended, what the broker said
+//! about each partition's extent, a read that failed — because a verdict
+//! is given only over complete evidence (see `reconcile`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::db::{OrderRow, StockRow};
+use crate::event::StockChanged;
 use crate::history::{Millis, OrderId, StockAfter};
-use crate::kafka::topic::TopicRecord;
 
 /// What the stores hold after drain.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -22,17 +28,200 @@ pub struct Snapshot {
     /// Every product's stock row.
     pub stock: Vec<StockRow>,
     /// The whole topic. `None` when the strategy publishes nothing;
-    /// `Some(Err)` when it could not be read (the verdict is then unknown).
-    pub topic: Option<Result<Vec<TopicRecord>, String>>,
+    /// `Some(Err)` when it could not be read at all (the verdict is then
+    /// unknown). A read that began but may have missed records is `Ok`: its
+    /// [`TopicRead::partitions`] say what the broker reported, and the
+    /// reconciler decides whether the read was complete.
+    pub topic: Option<Result<TopicRead, String>>,
     /// Every cached product. `None` when the strategy has no cache.
     pub cache: Option<Result<Vec<CachedEntry>, String>>,
     /// The downstream consumer's state. `None` when nothing is published.
     pub downstream: Option<DownstreamState>,
     /// What is left to publish. `None` when the strategy has no relay or
-    /// connector.
-    pub backlog: Option<Backlog>,
+    /// connector; `Some(Err)` when it could not be read (then whether
+    /// anything was left behind is unknown, never "does not apply").
+    pub backlog: Option<Result<Backlog, String>>,
     /// How the drain phase ended.
     pub drain: DrainReport,
+}
+
+/// A committed order as the `orders` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub order_id: OrderId,
+    pub product_id: i32,
+    pub delta: i32,
+    pub quantity: i64,
+    pub version: i64,
+}
+
+/// A product's stock row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StockRow {
+    pub product_id: i32,
+    pub quantity: i64,
+    pub version: i64,
+}
+
+/// One record of the topic, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    /// The decoded value, or why it could not be decoded.
+    pub event: Result<StockChanged, String>,
+}
+
+/// The topic as the snapshot read it: the records, and per partition what
+/// the broker said about where the partition begins and ends.
+///
+/// A broker can hold fewer records than were acknowledged (retention, the
+/// embedded broker's size cap) and can misreport its own watermarks, so the
+/// records alone do not prove that the read saw everything. The reconciler
+/// checks them against [`PartitionRead`] (see `reconcile::topic_evidence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TopicRead {
+    /// Every record read, in partition and offset order, each offset once.
+    pub records: Vec<TopicRecord>,
+    /// One entry per partition the broker's metadata lists.
+    pub partitions: Vec<PartitionRead>,
+    /// Set when the read's time limit passed before every partition's end
+    /// was reached: how long it had read, in ms.
+    pub timed_out_after_ms: Option<Millis>,
+    /// The last error the consumer reported while reading, if any.
+    pub last_error: Option<String>,
+}
+
+/// What the broker said about one partition, and where the read stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PartitionRead {
+    pub partition: i32,
+    /// The low watermark (first offset the broker still holds) when the
+    /// read began. A run's topic is new, so anything above 0 was deleted.
+    pub low: i64,
+    /// The high watermark (the offset the next record would get) when the
+    /// read began.
+    pub high: i64,
+    /// Both watermarks asked again once the read had reached the end; `None`
+    /// if that second question got no answer.
+    pub final_watermarks: Option<(i64, i64)>,
+    /// The offset after the last record read: where the read stopped.
+    pub next: i64,
+    /// Whether the broker signalled the end of the partition (librdkafka's
+    /// `enable.partition.eof`: a fetch answered with a high watermark equal
+    /// to the fetch position) at `next`, with no record after it.
+    pub end_signalled: bool,
+}
+
+impl TopicRead {
+    /// A read assumed complete, built from records alone: each partition
+    /// from offset 0 to one past its last record, its end signalled. For
+    /// hand-built snapshots (tests), and for records that
+    /// `kafka::topic::read_all` returned — it fails unless the read
+    /// was complete, so the assumption has been checked.
+    pub fn assumed_complete(mut records: Vec<TopicRecord>, partitions: i32) -> TopicRead {
+        records.sort_by_key(|r| (r.partition, r.offset));
+        let partitions = (0..partitions)
+            .map(|p| {
+                let next = records.iter().filter(|r| r.partition == p).map(|r| r.offset + 1).max().unwrap_or(0);
+                PartitionRead {
+                    partition: p,
+                    low: 0,
+                    high: next,
+                    final_watermarks: Some((0, next)),
+                    next,
+                    end_signalled: true,
+                }
+            })
+            .collect();
+        TopicRead { records, partitions, timed_out_after_ms: None, last_error: None }
+    }
+
+    /// What this read did not see, in words, one line per finding; empty
+    /// when, for every partition, it read each offset from 0 to the end the
+    /// broker signalled and its watermarks agree. Pure: the reconciler's
+    /// evidence check, and `kafka::topic::read_all`'s.
+    ///
+    /// | finding | why the figures would be wrong without it |
+    /// |---|---|
+    /// | low watermark above 0 | the broker deleted the oldest records (retention, the embedded broker's cap): their orders would count as lost |
+    /// | offsets skipped | records between two that were read were never served |
+    /// | no end signal | the read stopped (its time limit) before the partition's end |
+    /// | high watermark above where the read stopped | records the broker says it holds were not read |
+    /// | records beyond the high watermark | the broker misreports its end, so nothing says the read reached it |
+    pub fn missing(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for part in &self.partitions {
+            let p = part.partition;
+            if part.low > 0 {
+                lines.push(format!(
+                    "the broker deleted {} records of partition {p} before the snapshot (its log starts at offset {})",
+                    thousands(part.low),
+                    thousands(part.low)
+                ));
+            }
+            // Offsets the read skipped over, from where the log began.
+            let (mut expected, mut skipped, mut first_gap) = (part.low, 0i64, None);
+            for record in self.records.iter().filter(|r| r.partition == p) {
+                if record.offset > expected {
+                    skipped += record.offset - expected;
+                    first_gap.get_or_insert((expected, record.offset - 1));
+                }
+                expected = expected.max(record.offset + 1);
+            }
+            if let Some((from, to)) = first_gap {
+                lines.push(format!(
+                    "partition {p}: {} offsets between {} and {} were never served (the first: {}–{})",
+                    thousands(skipped),
+                    thousands(part.low),
+                    thousands(part.next),
+                    thousands(from),
+                    thousands(to)
+                ));
+            }
+            if !part.end_signalled {
+                let why = match (self.timed_out_after_ms, &self.last_error) {
+                    (Some(ms), Some(e)) => {
+                        format!("after {:.1} s (the consumer's last error: {e})", ms as f64 / 1000.0)
+                    }
+                    (Some(ms), None) => format!("after {:.1} s", ms as f64 / 1000.0),
+                    (None, _) => "before the read ended".to_string(),
+                };
+                lines.push(format!(
+                    "partition {p}: the broker had not signalled the partition's end at offset {} {why}",
+                    thousands(part.next)
+                ));
+            }
+            match part.final_watermarks {
+                None => lines.push(format!(
+                    "partition {p}: the broker did not answer when asked for its watermarks after the read"
+                )),
+                Some((_, high)) if high > part.next => lines.push(format!(
+                    "partition {p}: the broker's high watermark is {} but the read ended at offset {}: {} records unread",
+                    thousands(high),
+                    thousands(part.next),
+                    thousands(high - part.next)
+                )),
+                // Records beyond the high watermark: the broker's own
+                // accounts of the partition disagree.
+                Some((_, high)) if high < part.next && part.end_signalled => lines.push(format!(
+                    "partition {p}: the broker's fetch signalled the end at offset {}, but its high watermark \
+                     (ListOffsets) says {}: its own counts disagree, so the read cannot be shown complete",
+                    thousands(part.next),
+                    thousands(high)
+                )),
+                Some((_, high)) if high < part.next => lines.push(format!(
+                    "partition {p}: records were read up to offset {}, beyond the high watermark {} the broker \
+                     reports: the broker misreports its end, so nothing shows the read reached it",
+                    thousands(part.next - 1),
+                    thousands(high)
+                )),
+                Some(_) => {}
+            }
+        }
+        lines
+    }
 }
 
 /// One cached product.
@@ -59,12 +248,26 @@ pub struct DownstreamState {
 /// What a relay or connector has not published.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Backlog {
-    /// Outbox rows never marked published.
+    /// Outbox rows never marked published (outbox).
     pub outbox_unpublished: u64,
     /// Outbox rows the relay gave up on (permanent errors).
     pub dead_letters: u64,
-    /// Bytes of WAL the replication slot has not confirmed.
+    /// Committed orders whose event the broker has not acknowledged to the
+    /// connector (cdc, outbox-cdc); `None` for the relay, whose backlog is
+    /// its unpublished rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unacknowledged: Option<u64>,
+    /// Bytes of WAL the replication slot has not confirmed (cdc,
+    /// outbox-cdc); informational: the WAL is the whole server's, and the
+    /// connector reports its position only every second.
     pub slot_lag_bytes: Option<u64>,
+}
+
+impl Backlog {
+    /// Everything left behind that should have been published.
+    pub fn left_behind(&self) -> u64 {
+        self.outbox_unpublished + self.dead_letters + self.unacknowledged.unwrap_or(0)
+    }
 }
 
 /// How the drain phase ended.
@@ -73,6 +276,152 @@ pub struct DrainReport {
     /// Everything caught up before the drain timeout.
     pub completed: bool,
     pub waited_ms: Millis,
-    /// What was still behind, if the drain timed out.
+    /// What was still behind, if the drain timed out, in words.
     pub behind: Option<String>,
+    /// Whether the relay or connector had published everything committed:
+    /// `None` when the strategy has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<bool>,
+    /// Whether the downstream consumer had read every partition to its high
+    /// watermark: `None` when nothing is published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumed: Option<bool>,
+}
+
+impl DrainReport {
+    /// A drain that caught up: nothing was left behind.
+    pub fn complete(waited_ms: Millis) -> DrainReport {
+        DrainReport { completed: true, waited_ms, ..DrainReport::default() }
+    }
+}
+
+/// `39894` as `39,894`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64) -> TopicRecord {
+        TopicRecord { partition, offset, key: Some("1".into()), event: Err("not needed here".into()) }
+    }
+
+    /// A read of one partition holding `offsets`, the broker reporting
+    /// watermarks `low..high` before and after.
+    fn read(offsets: &[i64], low: i64, high: i64) -> TopicRead {
+        let next = offsets.iter().map(|o| o + 1).max().unwrap_or(low);
+        TopicRead {
+            records: offsets.iter().map(|o| record(0, *o)).collect(),
+            partitions: vec![PartitionRead {
+                partition: 0,
+                low,
+                high,
+                final_watermarks: Some((low, high)),
+                next,
+                end_signalled: true,
+            }],
+            timed_out_after_ms: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_whole_partition_misses_nothing() {
+        assert_eq!(read(&[0, 1, 2], 0, 3).missing(), Vec::<String>::new());
+        assert_eq!(read(&[], 0, 0).missing(), Vec::<String>::new());
+        assert_eq!(TopicRead::assumed_complete(vec![record(1, 0), record(1, 1)], 3).missing(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn deleted_records_are_named_with_their_count() {
+        // The embedded broker's cap: the oldest 39,894 records are gone.
+        let r = read(&[39_894, 39_895], 39_894, 39_896);
+        let missing = r.missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(
+            missing[0],
+            "the broker deleted 39,894 records of partition 0 before the snapshot (its log starts at offset 39,894)"
+        );
+    }
+
+    #[test]
+    fn skipped_offsets_are_a_gap() {
+        let missing = read(&[0, 1, 4, 5, 9], 0, 10).missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("5 offsets between 0 and 10 were never served (the first: 2–3)"), "{missing:?}");
+        // A first record above the low watermark is a gap too.
+        let missing = read(&[3, 4], 0, 5).missing();
+        assert!(missing[0].contains("the first: 0–2"), "{missing:?}");
+    }
+
+    #[test]
+    fn a_watermark_above_the_read_means_records_unread() {
+        let mut r = read(&[0, 1], 0, 2);
+        r.partitions[0].final_watermarks = Some((0, 5));
+        let missing = r.missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(
+            missing[0].contains("high watermark is 5 but the read ended at offset 2: 3 records unread"),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_fetch_end_beyond_the_watermark_means_the_brokers_counts_disagree() {
+        // tansu 0.6.0, memory engine, two idempotent producers at once
+        // (tests/evidence.rs): every record read, the fetch signalled the end
+        // at 4,000, ListOffsets says 2,001.
+        let offsets: Vec<i64> = (0..4_000).collect();
+        let missing = read(&offsets, 0, 2_001).missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(
+            missing[0],
+            "partition 0: the broker's fetch signalled the end at offset 4,000, but its high watermark (ListOffsets) \
+             says 2,001: its own counts disagree, so the read cannot be shown complete"
+        );
+    }
+
+    #[test]
+    fn records_beyond_the_watermark_and_no_end_mean_the_end_is_unknown() {
+        let offsets: Vec<i64> = (0..4_000).collect();
+        let mut r = read(&offsets, 0, 2_001);
+        r.partitions[0].end_signalled = false;
+        r.timed_out_after_ms = Some(30_000);
+        let missing = r.missing();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(
+            missing[0].contains("had not signalled the partition's end at offset 4,000 after 30.0 s"),
+            "{missing:?}"
+        );
+        assert!(missing[1].contains("beyond the high watermark 2,001"), "{missing:?}");
+    }
+
+    #[test]
+    fn watermarks_that_could_not_be_asked_again_are_missing_evidence() {
+        let mut r = read(&[0], 0, 1);
+        r.partitions[0].final_watermarks = None;
+        assert!(r.missing()[0].contains("did not answer"), "{:?}", r.missing());
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(39_894), "39,894");
+        assert_eq!(thousands(-1_234_567), "-1,234,567");
+    }
 }

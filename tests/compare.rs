@@ -24,6 +24,7 @@ fn fixed_report() -> Report {
         reasons: Vec::new(),
         orders: Orders { attempted: 60, committed: 53, acknowledged: 39 },
         anomalies: anomalies.iter().copied().collect::<BTreeMap<_, _>>(),
+        unknown: BTreeMap::new(),
         examples: BTreeMap::new(),
         latency_ms: LatencyMs {
             write_p50: Some(2.0),
@@ -34,7 +35,7 @@ fn fixed_report() -> Report {
         pool: PoolReport { acquire_timeouts: 0, unrelated_p50_ms: Some(0.5), unrelated_p99_ms: Some(1.0), probes: 150 },
         cache: None,
         backlog_detail: None,
-        drain: DrainReport { completed: true, waited_ms: 120, behind: None },
+        drain: DrainReport::complete(120),
         faults: Vec::new(),
         outages: Vec::new(),
         stories: Vec::new(),

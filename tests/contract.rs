@@ -33,7 +33,7 @@ async fn calm_contract(strategy: Strategy, backend: Backend) {
     if strategy.publishes() {
         // One record per committed order, read back from the broker.
         let topic = result.snapshot.topic.as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(topic.len() as u64, f.orders.committed, "{s}");
+        assert_eq!(topic.records.len() as u64, f.orders.committed, "{s}");
         assert!(f.latency.event_lag_p50.is_some() && f.latency.event_lag_p99.is_some(), "no lag measured: {s}");
         assert_eq!(f.count(Anomaly::Lost), Some(0));
     } else {

@@ -31,10 +31,11 @@ use futures::FutureExt;
 use dualwrite::config::{Tuning, Workload};
 use dualwrite::event::StockChanged;
 use dualwrite::history::{write_records, Clock, Event, History, Leg, OrderId, Outcome, StockAfter};
+use dualwrite::kafka::topic::PARTITIONS;
 use dualwrite::links;
 use dualwrite::proxy::{Stream, ToxicKind};
 use dualwrite::reconcile::{reconcile, Anomaly};
-use dualwrite::snapshot::{DrainReport, Snapshot};
+use dualwrite::snapshot::{DrainReport, Snapshot, TopicRead};
 use dualwrite::strategy::outbox::relay::Relays;
 use dualwrite::strategy::{App, Strategy};
 use dualwrite::workload::tasks::{AppTasks, TaskEnv};
@@ -114,7 +115,7 @@ fn crash_marker(events: &[Event], restarted: bool) -> usize {
 /// A snapshot of the stage's stores, read directly, for the reconciler.
 async fn snapshot(stage: &Stage, with_topic: bool) -> Snapshot {
     let (orders, stock) = dualwrite::db::read_tables(&stage.direct).await.unwrap();
-    let topic = if with_topic { Some(Ok(stage.topic().await)) } else { None };
+    let topic = if with_topic { Some(Ok(TopicRead::assumed_complete(stage.topic().await, PARTITIONS))) } else { None };
     Snapshot {
         orders,
         stock,

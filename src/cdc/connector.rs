@@ -144,6 +144,12 @@ impl Ledger {
         orders.into_iter().all(|id| state.acknowledged.contains(id))
     }
 
+    /// How many of `orders` have had no event acknowledged by the broker.
+    pub fn unacknowledged<'a>(&self, orders: impl IntoIterator<Item = &'a OrderId>) -> u64 {
+        let state = self.lock();
+        orders.into_iter().filter(|id| !state.acknowledged.contains(id)).count() as u64
+    }
+
     /// Orders with at least one acknowledged event.
     pub fn acknowledged_orders(&self) -> usize {
         self.lock().acknowledged.len()
@@ -287,16 +293,19 @@ impl Connector {
         self.ledger.all_acknowledged(&committed)
     }
 
-    /// The slot's lag, for the snapshot.
-    pub async fn backlog(&self) -> Backlog {
-        let slot_lag_bytes = match super::slot_lag_bytes(&self.direct, &self.config.slot).await {
-            Ok(lag) => lag,
-            Err(e) => {
-                tracing::warn!("cannot read the lag of replication slot {}: {e}", self.config.slot);
-                None
-            }
-        };
-        Backlog { outbox_unpublished: 0, dead_letters: 0, slot_lag_bytes }
+    /// What the connector left behind, for the snapshot: the committed
+    /// orders whose event the broker has not acknowledged (exact, from the
+    /// ledger), and the slot's lag in bytes. An error when either cannot be
+    /// read: then the backlog is unknown, not zero.
+    pub async fn backlog(&self) -> std::result::Result<Backlog, sqlx::Error> {
+        let committed: Vec<OrderId> =
+            sqlx::query_scalar(include_str!("../../sql/orders_select_ids.sql")).fetch_all(&self.direct).await?;
+        let slot_lag_bytes = super::slot_lag_bytes(&self.direct, &self.config.slot).await?;
+        Ok(Backlog {
+            unacknowledged: Some(self.ledger.unacknowledged(&committed)),
+            slot_lag_bytes,
+            ..Backlog::default()
+        })
     }
 
     /// Stops the connector for good: it finishes the event in hand (briefly),

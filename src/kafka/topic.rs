@@ -1,22 +1,33 @@
-//! Creating a topic, and reading one back from the beginning.
+//! Creating a topic, and reading one back from the beginning to its end.
 //!
 //! Reading assigns every partition at its first offset instead of joining a
 //! consumer group: a group join costs seconds (the embedded broker delays it
 //! on purpose), and a checker wants the whole topic, not a share of it.
+//!
+//! The checker's read ([`read_to_end`]) does not trust one look at the high
+//! watermark: a broker may misreport it, and records may have been deleted
+//! before the read. It reads until the broker *signals* each partition's end
+//! at the read's position, asks the watermarks again, and keeps reading while
+//! they say there is more; what it saw of each partition's extent goes into
+//! the [`TopicRead`], which names whatever the read did not see.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::quiet::Quiet;
 use crate::error::{Error, Result};
 use crate::event::StockChanged;
+use crate::snapshot::{PartitionRead, TopicRead};
+// The record type lives with the snapshot (a leaf type); named here too, where
+// clients of the reader have always found it.
+pub use crate::snapshot::TopicRecord;
 
 /// Partitions of every run's topic. More than one, so that per-product
 /// ordering (by key) is what keeps events in order, as in production.
@@ -82,6 +93,11 @@ pub fn consumer_config(bootstrap: &str, client_id: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
+        // A position the broker no longer holds (its oldest records were
+        // deleted) resumes at the oldest record it does hold, never at the
+        // end (librdkafka's default, `largest`, would skip every record
+        // still there). The skipped offsets then show as a gap.
+        .set("auto.offset.reset", "earliest")
         // Deliver records as soon as they arrive: the event lag measured
         // downstream should be the strategy's, not the consumer's batching.
         .set("fetch.wait.max.ms", "10")
@@ -136,14 +152,20 @@ pub async fn advertised_brokers(bootstrap: &str) -> std::result::Result<Vec<Stri
 
 /// The high watermark (next offset to be written) of every partition.
 pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, i64>, String> {
+    Ok(watermarks(bootstrap, topic).await?.into_iter().map(|(p, (_low, high))| (p, high)).collect())
+}
+
+/// Both watermarks of every partition: (low, high) — the first offset the
+/// broker still holds, and the offset the next record will get.
+pub async fn watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
     let topic = topic.to_string();
     // One client for the metadata and the watermarks: the drain phase asks
     // this every 100 ms.
     with_client(bootstrap, "dualwrite-watermarks", move |consumer| {
         let mut marks = BTreeMap::new();
         for p in partitions_of(consumer, &topic)? {
-            let (_low, high) = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
-            marks.insert(p, high);
+            let marks_of_p = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+            marks.insert(p, marks_of_p);
         }
         Ok(marks)
     })
@@ -187,16 +209,6 @@ async fn assign(
     Ok(consumer)
 }
 
-/// One record of the topic, as read back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TopicRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<String>,
-    /// The decoded value, or why it could not be decoded.
-    pub event: std::result::Result<StockChanged, String>,
-}
-
 /// Decodes a consumed message.
 pub fn decode(message: &impl Message) -> TopicRecord {
     TopicRecord {
@@ -210,29 +222,145 @@ pub fn decode(message: &impl Message) -> TopicRecord {
     }
 }
 
-/// Reads the whole topic: every record up to each partition's current high
-/// watermark, in partition and offset order. Gives up after `limit`.
+/// Reads the whole topic, or fails naming what it did not see: the
+/// records of [`read_to_end`], only when [`TopicRead::missing`] finds
+/// nothing missing. For tests and tools that need every record or none.
 pub async fn read_all(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<Vec<TopicRecord>, String> {
-    let deadline = Instant::now() + limit;
-    let marks = high_watermarks(bootstrap, topic).await?;
-    let consumer = assign_from_beginning(bootstrap, topic, "dualwrite-checker").await?;
-    let mut next: BTreeMap<i32, i64> = marks.keys().map(|p| (*p, 0)).collect();
+    let read = read_to_end(bootstrap, topic, limit).await?;
+    let missing = read.missing();
+    if missing.is_empty() {
+        Ok(read.records)
+    } else {
+        Err(format!("the topic was not read completely: {}", missing.join("; ")))
+    }
+}
+
+/// Where the read of one partition is.
+#[derive(Debug)]
+struct Position {
+    /// The offset after the highest record read (the log start before any).
+    next: i64,
+    /// Where the read was when the broker last signalled the partition's
+    /// end; cleared by any record that arrives after it.
+    end_at: Option<i64>,
+}
+
+/// The checker's final read of `topic`: every partition from its first
+/// offset until the broker signals its end, within `limit`.
+///
+/// The end is evidence, not an assumption: librdkafka's
+/// `enable.partition.eof` reports a partition's end when a fetch at the
+/// read's position is answered with a high watermark equal to it. Once every
+/// partition is there, the watermarks are asked again (ListOffsets); if they
+/// say more records exist, the read goes on until they arrive or the time
+/// limit passes. Nothing here decides whether the read is complete: the
+/// [`TopicRead`] carries what the broker said, and
+/// [`TopicRead::missing`] names what was not seen (deleted records,
+/// skipped offsets, a watermark the read never reached, records beyond a
+/// watermark). `Err` only when the read could not begin at all.
+pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<TopicRead, String> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + limit);
+    let bounded = |what: &'static str| move |_| format!("no answer to {what} within {limit:?}");
+    let first = tokio::time::timeout_at(deadline, watermarks(bootstrap, topic))
+        .await
+        .map_err(bounded("the first watermark request"))??;
+    let mut config = consumer_config(bootstrap, "dualwrite-checker");
+    config.set("enable.partition.eof", "true");
+    let consumer = tokio::time::timeout_at(deadline, assign(config, bootstrap, topic))
+        .await
+        .map_err(bounded("the partition metadata request"))??;
+
+    let mut at: BTreeMap<i32, Position> =
+        first.iter().map(|(p, (low, _))| (*p, Position { next: *low, end_at: None })).collect();
+    let mut seen: HashSet<(i32, i64)> = HashSet::new();
     let mut records = Vec::new();
-    while marks.iter().any(|(p, high)| next[p] < *high) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let missing: i64 = marks.iter().map(|(p, high)| high - next[p]).sum();
-            return Err(format!("read {} records, {missing} still unread after {limit:?}", records.len()));
-        }
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                next.insert(message.partition(), message.offset() + 1);
-                records.push(decode(&message));
+    let mut last_error = None;
+    // The watermarks asked once every partition was at its end, and whether
+    // anything arrived since they were asked.
+    let mut rechecked: Option<BTreeMap<i32, (i64, i64)>> = None;
+    let mut news_since_recheck = true;
+    let mut timed_out = false;
+    loop {
+        let all_at_end = at.values().all(|pos| pos.end_at == Some(pos.next));
+        if all_at_end && news_since_recheck {
+            match tokio::time::timeout_at(deadline, watermarks(bootstrap, topic)).await {
+                Ok(Ok(marks)) => {
+                    news_since_recheck = false;
+                    let reached = marks.iter().all(|(p, (_, high))| at.get(p).is_some_and(|pos| *high <= pos.next));
+                    rechecked = Some(marks);
+                    if reached {
+                        break;
+                    }
+                    // The broker says there is more: keep fetching.
+                }
+                Ok(Err(e)) => {
+                    // Asked again on the next pass, after a pause that keeps
+                    // a failing broker from being asked in a tight loop.
+                    last_error = Some(format!("asking the watermarks again: {e}"));
+                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)))
+                        .await;
+                }
+                Err(_) => {
+                    timed_out = true;
+                    break;
+                }
             }
-            Ok(Err(e)) => tracing::debug!("while reading the topic back: {e}"),
-            Err(_) => {}
+        }
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => {
+                let (p, offset) = (message.partition(), message.offset());
+                // A record fetched twice (after an offset reset) counts once.
+                if seen.insert((p, offset)) {
+                    records.push(decode(&message));
+                }
+                let pos = at.entry(p).or_insert(Position { next: 0, end_at: None });
+                pos.next = pos.next.max(offset + 1);
+                pos.end_at = None;
+                news_since_recheck = true;
+            }
+            Ok(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(pos) = at.get_mut(&p) {
+                    pos.end_at = Some(pos.next);
+                }
+                news_since_recheck = true;
+            }
+            // librdkafka retries by itself; the error is kept for the report.
+            Ok(Err(e)) => last_error = Some(e.to_string()),
+            Err(_) => {
+                timed_out = true;
+                break;
+            }
         }
     }
-    records.sort_by_key(|r| (r.partition, r.offset));
-    Ok(records)
+    // A read that ran out of time still says what the broker holds now
+    // (briefly: the time limit has already passed).
+    let final_marks = match rechecked {
+        Some(marks) if !timed_out => Some(marks),
+        _ => tokio::time::timeout(Duration::from_secs(2), watermarks(bootstrap, topic)).await.ok().and_then(|r| r.ok()),
+    };
+    // Dropping librdkafka's consumer joins its threads: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+
+    records.sort_by_key(|r: &TopicRecord| (r.partition, r.offset));
+    let partitions = first
+        .iter()
+        .map(|(p, (low, high))| {
+            let pos = &at[p];
+            PartitionRead {
+                partition: *p,
+                low: *low,
+                high: *high,
+                final_watermarks: final_marks.as_ref().and_then(|m| m.get(p).copied()),
+                next: pos.next,
+                end_signalled: pos.end_at == Some(pos.next),
+            }
+        })
+        .collect();
+    Ok(TopicRead {
+        records,
+        partitions,
+        timed_out_after_ms: timed_out.then(|| started.elapsed().as_millis() as u64),
+        last_error,
+    })
 }

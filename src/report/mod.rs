@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::faults::Applied;
-use crate::reconcile::{Anomaly, CacheReads, Verdict};
+use crate::reconcile::{Anomaly, CacheReads, Figure, Verdict};
 use crate::runner::RunResult;
 use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
@@ -53,8 +53,12 @@ pub struct RunReport {
     /// Why the verdict is what it is.
     pub reasons: Vec<String>,
     pub orders: crate::reconcile::Orders,
-    /// Per anomaly: a count, or `null` where it cannot occur.
+    /// Per anomaly: a count, or `null` where it cannot occur or is not
+    /// known (then it is in `unknown`).
     pub anomalies: BTreeMap<&'static str, Option<u64>>,
+    /// Anomalies whose figure is not known because evidence is missing:
+    /// why, and how many were seen all the same. Empty when all are known.
+    pub unknown: BTreeMap<&'static str, UnknownFigure>,
     /// Per anomaly: up to five examples (order ids, or product facts).
     pub examples: BTreeMap<&'static str, Vec<String>>,
     pub latency_ms: LatencyMs,
@@ -73,6 +77,15 @@ pub struct RunReport {
     pub stories: Vec<Story>,
     #[serde(rename = "where")]
     pub location: Where,
+}
+
+/// A figure that could not be counted (printed as `?`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownFigure {
+    /// What evidence is missing.
+    pub reason: String,
+    /// How many were seen nonetheless: the figure is at least this.
+    pub at_least: u64,
 }
 
 /// Latency percentiles in milliseconds; `null` without samples.
@@ -144,6 +157,13 @@ impl RunReport {
     pub fn new(result: &RunResult, schedule: &Schedule, location: Location<'_>) -> RunReport {
         let f = &result.findings;
         let anomalies = Anomaly::ALL.iter().map(|a| (a.key(), f.count(*a))).collect();
+        let unknown = Anomaly::ALL
+            .iter()
+            .filter_map(|a| match f.figure(*a) {
+                Figure::Unknown { at_least, reason } => Some((a.key(), UnknownFigure { reason, at_least })),
+                Figure::NotApplicable | Figure::Counted(_) => None,
+            })
+            .collect();
         let examples = f
             .anomalies
             .iter()
@@ -169,6 +189,7 @@ impl RunReport {
             reasons: f.reasons.clone(),
             orders: f.orders,
             anomalies,
+            unknown,
             examples,
             latency_ms: LatencyMs {
                 write_p50: f.latency.write_p50,
@@ -183,7 +204,7 @@ impl RunReport {
                 probes: f.pool.probes,
             },
             cache: f.cache_reads,
-            backlog_detail: result.snapshot.backlog,
+            backlog_detail: result.snapshot.backlog.as_ref().and_then(|b| b.as_ref().ok().copied()),
             drain: result.snapshot.drain.clone(),
             faults: result.faults.clone(),
             outages: result.outages.clone(),

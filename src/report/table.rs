@@ -54,8 +54,10 @@ fn row(run: &RunReport) -> Vec<Cell> {
     let mut cells =
         vec![Cell::new(&run.strategy), Cell::new(format!("{}/{}/{}", o.attempted, o.committed, o.acknowledged))];
     for (_, key) in ANOMALY_COLUMNS {
+        // "?": not known, the evidence is incomplete (the verdict lines say why).
         let text = match run.anomalies.get(key).copied().flatten() {
             Some(n) => n.to_string(),
+            None if run.unknown.contains_key(key) => "?".to_string(),
             None => "–".to_string(),
         };
         cells.push(Cell::new(text));
@@ -63,7 +65,7 @@ fn row(run: &RunReport) -> Vec<Cell> {
     let l = run.latency_ms;
     cells.push(Cell::new(format!("{}/{}", ms(l.write_p50), ms(l.write_p99))));
     // A strategy that publishes nothing has no event lag.
-    let lag = if run.anomalies.get("lost").copied().flatten().is_none() {
+    let lag = if run.anomalies.get("lost").copied().flatten().is_none() && !run.unknown.contains_key("lost") {
         "–".to_string()
     } else {
         format!("{}/{}", ms(l.event_lag_p50), ms(l.event_lag_p99))

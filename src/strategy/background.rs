@@ -13,6 +13,9 @@ use crate::snapshot::Backlog;
 use super::outbox::relay::Relays;
 use super::{Env, Strategy};
 
+/// How long reading the backlog may take.
+const BACKLOG_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A strategy's background component, if it has one.
 pub enum Background {
     /// The strategy publishes from the app itself (or not at all).
@@ -68,13 +71,18 @@ impl Background {
     }
 
     /// True when the component has published everything committed so far.
+    /// A check that gets no answer within [`BACKLOG_LIMIT`] is "not yet":
+    /// the drain's own deadline then ends the wait.
     pub async fn caught_up(&self, _env: &Env) -> bool {
-        match self {
-            Background::None => true,
-            // Dead letters will never be published; they are counted, not waited for.
-            Background::Relay(relays) => relays.backlog().await.is_some_and(|b| b.outbox_unpublished == 0),
-            Background::Connector(c) => c.caught_up().await,
-        }
+        let check = async {
+            match self {
+                Background::None => true,
+                // Dead letters will never be published; they are counted, not waited for.
+                Background::Relay(relays) => relays.backlog().await.is_ok_and(|b| b.outbox_unpublished == 0),
+                Background::Connector(c) => c.caught_up().await,
+            }
+        };
+        tokio::time::timeout(BACKLOG_LIMIT, check).await.unwrap_or(false)
     }
 
     /// Why the component cannot make progress, if it is failing right now
@@ -86,13 +94,20 @@ impl Background {
         }
     }
 
-    /// What the component left unpublished (for the snapshot).
-    pub async fn backlog(&self, _env: &Env) -> Option<Backlog> {
-        match self {
-            Background::None => None,
-            Background::Relay(relays) => relays.backlog().await,
-            Background::Connector(c) => Some(c.backlog().await),
-        }
+    /// What the component left unpublished (for the snapshot): `None` when
+    /// there is no component, `Some(Err)` — unknown, not zero — when it could
+    /// not be read within [`BACKLOG_LIMIT`].
+    pub async fn backlog(&self, _env: &Env) -> Option<std::result::Result<Backlog, String>> {
+        let read = match self {
+            Background::None => return None,
+            Background::Relay(relays) => tokio::time::timeout(BACKLOG_LIMIT, relays.backlog()).await,
+            Background::Connector(c) => tokio::time::timeout(BACKLOG_LIMIT, c.backlog()).await,
+        };
+        Some(match read {
+            Ok(Ok(backlog)) => Ok(backlog),
+            Ok(Err(e)) => Err(format!("{e}")),
+            Err(_) => Err(format!("PostgreSQL did not answer within {BACKLOG_LIMIT:?}")),
+        })
     }
 
     /// Stops the component for good.

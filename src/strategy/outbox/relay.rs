@@ -275,13 +275,14 @@ impl Relays {
         Ok(())
     }
 
-    /// What is left to publish, read directly.
-    pub async fn backlog(&self) -> Option<Backlog> {
-        let row = sqlx::query(include_str!("../../../sql/outbox_backlog.sql")).fetch_one(&self.direct).await.ok()?;
-        Some(Backlog {
+    /// What is left to publish, read directly. An error is kept: a backlog
+    /// that could not be read is unknown, never "nothing left".
+    pub async fn backlog(&self) -> std::result::Result<Backlog, sqlx::Error> {
+        let row = sqlx::query(include_str!("../../../sql/outbox_backlog.sql")).fetch_one(&self.direct).await?;
+        Ok(Backlog {
             outbox_unpublished: row.get::<i64, _>("unpublished") as u64,
             dead_letters: row.get::<i64, _>("dead_letters") as u64,
-            slot_lag_bytes: None,
+            ..Backlog::default()
         })
     }
 

@@ -1,0 +1,105 @@
+//! The figures that are measured rather than counted as anomalies:
+//! latencies, the pool probe, and what readers were served from the cache.
+
+use std::collections::HashMap;
+
+use super::{CacheReads, Latency, PoolStats};
+use crate::history::{Event, Leg, Millis, Outcome, WriteRecord};
+use crate::snapshot::Snapshot;
+
+/// Write latency and commit → event lag.
+pub(super) fn latency(records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
+    let mut writes: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            let done = r.legs.values().map(|l| l.completed_at).collect::<Option<Vec<_>>>()?;
+            let last = done.into_iter().max()?;
+            Some(last.saturating_sub(r.begun_at) as f64)
+        })
+        .collect();
+    let mut lags: Vec<f64> = Vec::new();
+    if let Some(downstream) = &snapshot.downstream {
+        for r in records {
+            let Some(db) = r.legs.get(&Leg::Db) else { continue };
+            if db.told.outcome != Outcome::Ok {
+                continue;
+            }
+            let (Some(committed_at), Some(seen)) = (db.completed_at, downstream.first_seen.get(&r.order.order_id))
+            else {
+                continue;
+            };
+            lags.push(*seen as f64 - committed_at as f64);
+        }
+    }
+    Latency {
+        write_p50: percentile(&mut writes, 50.0),
+        write_p99: percentile(&mut writes, 99.0),
+        event_lag_p50: percentile(&mut lags, 50.0),
+        event_lag_p99: percentile(&mut lags, 99.0),
+    }
+}
+
+/// The pool probe's figures.
+pub(super) fn pool_stats(history: &[Event]) -> PoolStats {
+    let mut times = Vec::new();
+    let mut stats = PoolStats::default();
+    for event in history {
+        if let Event::Probe(p) = event {
+            stats.probes += 1;
+            if p.acquire_timeout {
+                stats.acquire_timeouts += 1;
+            }
+            times.push(p.elapsed_ms);
+        }
+    }
+    stats.unrelated_p50_ms = percentile(&mut times, 50.0);
+    stats.unrelated_p99_ms = percentile(&mut times, 99.0);
+    stats
+}
+
+/// Staleness of what readers were served from the cache. A read is stale
+/// when the database already held a newer version *before* the cache was
+/// asked (readers read the truth first, so a write landing between the two
+/// reads is never mistaken for staleness).
+pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheReads {
+    // When each (product, version) was committed, as its writer learned it.
+    let mut committed_at: HashMap<(i32, i64), Millis> = HashMap::new();
+    for r in records {
+        if let (Some(after), Some(db)) = (r.after, r.legs.get(&Leg::Db)) {
+            if db.told.outcome == Outcome::Ok {
+                if let Some(at) = db.completed_at {
+                    committed_at.insert((r.order.product_id, after.version), at);
+                }
+            }
+        }
+    }
+    let mut reads = CacheReads::default();
+    for event in history {
+        let Event::Read(sample) = event else { continue };
+        if !sample.from_cache {
+            continue;
+        }
+        reads.hits += 1;
+        let (Some(served), Some(truth)) = (sample.served, sample.truth) else { continue };
+        if served.version < truth.version {
+            reads.stale_reads += 1;
+            reads.worst_versions = reads.worst_versions.max(truth.version - served.version);
+            // Out of date since the next version committed.
+            if let Some(newer) = committed_at.get(&(sample.product_id, served.version + 1)) {
+                let age = sample.at.saturating_sub(*newer);
+                reads.worst_ms = Some(reads.worst_ms.map_or(age, |w| w.max(age)));
+            }
+        }
+    }
+    reads
+}
+
+/// Nearest-rank percentile; sorts `values`. `None` when empty.
+pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
+}

@@ -1,0 +1,131 @@
+//! The topic against the orders table: lost, ghost, duplicate, reordered,
+//! and which legs the writers were wrong about.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Example, Tally};
+use crate::history::{Leg, OrderId, Outcome, WriteRecord};
+use crate::snapshot::{OrderRow, TopicRecord};
+
+/// How many records of each order the topic holds (decodable ones).
+pub(super) fn deliveries(topic: &[TopicRecord]) -> HashMap<OrderId, u64> {
+    let mut counts = HashMap::new();
+    for record in topic {
+        if let Ok(event) = &record.event {
+            *counts.entry(event.order_id).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Legs that happened although the writer was told otherwise: `recovered`
+/// (told Unknown) and `false_failure` (told Fail). The database leg is
+/// decided by the orders table; the topic leg by the topic, when it was read
+/// (`on_topic`). A cache delete leaves no trace to check it by.
+///
+/// With `topic_incomplete` (the read may have missed records), a topic leg
+/// seen on the topic still happened, but one not seen may have: then the
+/// tally is marked unknown, its count what was seen.
+pub(super) fn legs(
+    records: &[WriteRecord],
+    committed: &HashMap<OrderId, &OrderRow>,
+    on_topic: Option<&HashMap<OrderId, u64>>,
+    topic_incomplete: Option<&str>,
+) -> (Tally, Tally) {
+    let mut recovered = Tally::default();
+    let mut false_failure = Tally::default();
+    for record in records {
+        for (leg, leg_record) in &record.legs {
+            let happened = match leg {
+                Leg::Db => Some(committed.contains_key(&record.order.order_id)),
+                Leg::Topic => on_topic.map(|t| t.contains_key(&record.order.order_id)),
+                Leg::Cache => None,
+            };
+            let tally = match leg_record.told.outcome {
+                Outcome::Unknown => &mut recovered,
+                Outcome::Fail => &mut false_failure,
+                Outcome::Ok => continue,
+            };
+            if happened == Some(true) {
+                tally.add(Example {
+                    order_id: Some(record.order.order_id),
+                    product_id: record.order.product_id,
+                    leg: Some(*leg),
+                    detail: format!(
+                        "{} leg told {}{}, but it happened",
+                        leg.as_str(),
+                        leg_record.told.outcome.as_str(),
+                        leg_record.told.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                });
+            } else if *leg == Leg::Topic {
+                // Not seen on a topic that may be incomplete: undecided.
+                if let Some(why) = topic_incomplete {
+                    tally.unknown.get_or_insert_with(|| why.to_string());
+                }
+            }
+        }
+    }
+    (recovered, false_failure)
+}
+
+/// Committed orders that never reached the topic.
+pub(super) fn lost(orders: &[OrderRow], on_topic: &HashMap<OrderId, u64>) -> Tally {
+    let mut tally = Tally::default();
+    for order in orders {
+        if !on_topic.contains_key(&order.order_id) {
+            tally.add(Example {
+                order_id: Some(order.order_id),
+                product_id: order.product_id,
+                leg: None,
+                detail: format!("committed as version {}, never on the topic", order.version),
+            });
+        }
+    }
+    tally
+}
+
+/// One pass over the topic in partition and offset order: ghosts (orders
+/// that never committed), duplicates (extra deliveries of an order) and
+/// reorderings (a product's version going backwards).
+pub(super) fn walk_topic(topic: &[TopicRecord], committed: &HashMap<OrderId, &OrderRow>) -> (Tally, Tally, Tally) {
+    let mut ghost = Tally::default();
+    let mut duplicate = Tally::default();
+    let mut reordered = Tally::default();
+    let mut seen: HashSet<OrderId> = HashSet::new();
+    let mut highest: HashMap<i32, i64> = HashMap::new();
+    for record in topic {
+        let Ok(event) = &record.event else { continue };
+        let first = seen.insert(event.order_id);
+        let at = format!("partition {} offset {}", record.partition, record.offset);
+        if !first {
+            duplicate.add(Example {
+                order_id: Some(event.order_id),
+                product_id: event.product_id,
+                leg: None,
+                detail: format!("delivered again at {at}"),
+            });
+            continue;
+        }
+        if !committed.contains_key(&event.order_id) {
+            ghost.add(Example {
+                order_id: Some(event.order_id),
+                product_id: event.product_id,
+                leg: None,
+                detail: format!("on the topic at {at} as version {}, never committed", event.version),
+            });
+        }
+        let top = highest.entry(event.product_id).or_insert(i64::MIN);
+        if event.version < *top {
+            reordered.add(Example {
+                order_id: Some(event.order_id),
+                product_id: event.product_id,
+                leg: None,
+                detail: format!("version {} arrived after version {} ({at})", event.version, *top),
+            });
+        } else {
+            *top = event.version;
+        }
+    }
+    (ghost, duplicate, reordered)
+}
