@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, CompareArgs, OutputArgs, RunArgs, ScenariosCommand};
+use crate::cli::{Command, CompareArgs, OutputArgs, ReportArgs, RunArgs, ScenariosCommand};
 use crate::config::{Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED};
 use crate::infra::Infra;
@@ -23,6 +23,7 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Run(args) => run(args, out).await,
         Command::Compare(args) => compare(args, out).await,
         Command::Scenarios { command } => scenarios(command, out),
+        Command::Report(args) => report(args),
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
             crate::proxy::serve(args.listen, args.config.as_deref()).await?;
@@ -98,15 +99,27 @@ async fn execute(
 ) -> Result<i32> {
     let Inputs { scenario, workload, tuning } = inputs;
     let schedule = scenario.schedule(workload.seed, workload.duration)?;
-    // The seed first, so that even a run that fails can be reproduced.
-    eprintln!(
-        "dualwrite {command} · scenario {} · seed {} · {:.1} s · {} fault windows, {} crashes",
+    // The seed first, so that even a run that fails can be reproduced: on
+    // a terminal above the live view; otherwise stderr stays quiet unless
+    // something fails, and then the error says it.
+    let who = match strategies {
+        [one] if command == "run" => format!("run {one}"),
+        _ => command.to_string(),
+    };
+    let heading = format!(
+        "dualwrite {who} · scenario {} · seed {} · {:.1} s · {} fault windows, {} crashes",
         scenario.name,
         workload.seed,
         workload.duration.as_secs_f64(),
         schedule.windows.len(),
         schedule.crashes.len()
     );
+    let terminal = std::io::stderr().is_terminal();
+    let columns = console::Term::stderr().size_checked().map_or(80, |(_, w)| usize::from(w));
+    let heading = crate::layout::wrap(&heading, columns.saturating_sub(1), "", "  ").join("\n");
+    if terminal {
+        eprintln!("{heading}");
+    }
     let interrupt = interrupt_token();
     let infra = Infra::start(services).await?;
     let progress = Progress::stderr();
@@ -145,6 +158,9 @@ async fn execute(
     let description = infra.description.clone();
     infra.shutdown().await;
     if let Some(e) = failure {
+        if !terminal {
+            eprintln!("{heading}");
+        }
         return Err(e);
     }
 
@@ -160,10 +176,61 @@ async fn execute(
     if let Some(path) = &output.json {
         write_json(&report, path)?;
     }
-    let width = if std::io::stdout().is_terminal() { comfy_table::Table::new().width().or(Some(120)) } else { None };
-    crate::report::table::write_text(&report, command, width, out)
+    crate::report::text::write_text(&report, command, text_width(output.width), out)
         .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
+    if let Some(path) = &output.html {
+        let picture = crate::report::html::Picture::of(&report)
+            .map_err(|e| Error::ReadReport { path: "the run's report".into(), source: e.into() })?;
+        write_html(&picture, path)?;
+        writeln!(out, "\npicture: {}", path.display())
+            .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
+    }
     Ok(if report.all_as_expected() { EXIT_OK } else { EXIT_UNEXPECTED })
+}
+
+/// The width to lay the text report out for: `--width`, else the
+/// terminal's, else 80 (a file, a pipe, a CI log).
+fn text_width(flag: Option<u16>) -> usize {
+    if let Some(width) = flag {
+        return usize::from(width);
+    }
+    if std::io::stdout().is_terminal() {
+        if let Some((_, columns)) = console::Term::stdout().size_checked() {
+            return usize::from(columns);
+        }
+    }
+    80
+}
+
+/// `dualwrite report --from r.json --html r.html`
+fn report(args: ReportArgs) -> Result<i32> {
+    let path = args.from.display().to_string();
+    let failed = |source: crate::error::BoxError| Error::ReadReport { path: path.clone(), source };
+    // A report of a long run at full rate is tens of megabytes; more than
+    // this is not one dualwrite wrote.
+    const LIMIT: u64 = 1 << 30;
+    let file = std::fs::File::open(&args.from).map_err(|e| failed(e.into()))?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, LIMIT + 1), &mut text).map_err(|e| failed(e.into()))?;
+    if text.len() as u64 > LIMIT {
+        return Err(failed(format!("the file is larger than {} MiB", LIMIT >> 20).into()));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| failed(e.into()))?;
+    let picture = crate::report::html::Picture::from_json(json).map_err(|e| failed(e.into()))?;
+    write_html(&picture, &args.html)?;
+    Ok(EXIT_OK)
+}
+
+/// Writes the picture atomically (a temporary file, then a rename).
+fn write_html(picture: &crate::report::html::Picture, path: &std::path::Path) -> Result<()> {
+    let tmp = path.with_extension("html.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        file.write_all(crate::report::html::render(picture).as_bytes())?;
+        file.flush()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| Error::Write { path: path.display().to_string(), source: e })
 }
 
 /// Writes the JSON report atomically (a temporary file, then a rename), so

@@ -67,6 +67,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A saved report (`dualwrite report --from`) that cannot be read or
+    /// drawn; the source says why.
+    #[error("cannot draw the report {path}")]
+    ReadReport {
+        path: String,
+        #[source]
+        source: BoxError,
+    },
+
     /// Ctrl-C. Not a failure of the tool, but the run has no result.
     #[error("interrupted")]
     Interrupted,

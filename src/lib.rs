@@ -22,7 +22,8 @@
 //!   ([`cdc`]) streams the Postgres WAL to the topic.
 //! - [`snapshot`] → [`reconcile`]: the final read of every store, and the
 //!   pure function that compares it with the history.
-//! - [`report`]: the table, the stories, the JSON.
+//! - [`report`]: the text laid out for the terminal, the stories, the JSON,
+//!   the HTML picture; [`layout`] wraps and tabulates text for a width.
 //! - [`error`]: failures of the tool itself, and the exit codes.
 
 pub mod cache;
@@ -39,6 +40,7 @@ pub mod faults;
 pub mod history;
 pub mod infra;
 pub mod kafka;
+pub mod layout;
 pub mod links;
 pub mod progress;
 pub mod proxy;

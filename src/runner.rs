@@ -253,6 +253,13 @@ async fn main_phase(
 
     let end = tokio::time::Instant::from_std(clock.at(plan.workload.duration));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    progress.start_main(crate::progress::RunView {
+        strategy: plan.strategy,
+        duration: plan.workload.duration,
+        products: plan.workload.products,
+        windows: plan.schedule.windows.clone(),
+        crashes: plan.schedule.crashes.clone(),
+    });
     let outcome: Result<()> = loop {
         let next_step = steps.peek().map(|(at, _)| tokio::time::Instant::from_std(clock.at(*at))).filter(|t| *t < end);
         tokio::select! {
@@ -290,7 +297,7 @@ async fn main_phase(
                     Step::Crash(_) | Step::Restart(_) => {}
                 }
             }
-            _ = tick.tick() => progress.main(plan, history),
+            _ = tick.tick() => progress.main(history, task_env.downstream.as_deref()),
         }
     };
 

@@ -1,5 +1,6 @@
-//! The report: what a run (or a comparison) found, as a table on stdout and
-//! as JSON in a stable schema (`--json FILE`, documented in the README).
+//! The report: what a run (or a comparison) found, as text laid out for the
+//! terminal ([`text`]), as JSON in a stable schema (`--json FILE`, documented
+//! in the README) and as a picture (`--html FILE`, [`html`]).
 //!
 //! Every figure here comes from [`crate::reconcile::Findings`], which counts
 //! from what the stores hold. Anomalies that cannot occur for a strategy
@@ -19,10 +20,13 @@ use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
 use crate::strategy::Expectation;
 
+pub mod html;
 pub mod story;
-pub mod table;
+pub mod text;
+pub mod timeline;
 
 pub use story::Story;
+pub use timeline::Timeline;
 
 /// The whole report: one entry in `runs` per strategy.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +69,12 @@ pub struct RunReport {
     pub faults: Vec<Applied>,
     /// The story of one example per anomaly.
     pub stories: Vec<Story>,
+    /// Figures that are not known, by anomaly key, with the reason: shown
+    /// as `?`. Empty when every figure rests on complete evidence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown: BTreeMap<&'static str, String>,
+    /// Every order and every product on the run's clock, for the picture.
+    pub timeline: Timeline,
     #[serde(rename = "where")]
     pub location: Where,
 }
@@ -181,6 +191,8 @@ impl RunReport {
             drain: result.snapshot.drain.clone(),
             faults: result.faults.clone(),
             stories: story::stories(&result.history, &result.snapshot, f, schedule),
+            unknown: BTreeMap::new(),
+            timeline: timeline::timeline(&result.history, &result.snapshot, result.strategy),
             location: Where {
                 database_url: location.database_url.to_string(),
                 database: result.namespace.database.clone().unwrap_or_else(|| location.database.to_string()),
