@@ -180,7 +180,7 @@ async fn execute(
         .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
     if let Some(path) = &output.html {
         let picture = crate::report::html::Picture::of(&report)
-            .map_err(|e| Error::ReadReport { path: "the run's report".into(), source: e.into() })?;
+            .map_err(|e| Error::Picture { what: "this run".into(), source: e.into() })?;
         write_html(&picture, path)?;
         writeln!(out, "\npicture: {}", path.display())
             .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
@@ -205,7 +205,7 @@ fn text_width(flag: Option<u16>) -> usize {
 /// `dualwrite report --from r.json --html r.html`
 fn report(args: ReportArgs) -> Result<i32> {
     let path = args.from.display().to_string();
-    let failed = |source: crate::error::BoxError| Error::ReadReport { path: path.clone(), source };
+    let failed = |source: crate::error::BoxError| Error::Picture { what: path.clone(), source };
     // A report of a long run at full rate is tens of megabytes; more than
     // this is not one dualwrite wrote.
     const LIMIT: u64 = 1 << 30;

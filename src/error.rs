@@ -67,11 +67,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A saved report (`dualwrite report --from`) that cannot be read or
-    /// drawn; the source says why.
-    #[error("cannot draw the report {path}")]
-    ReadReport {
-        path: String,
+    /// A report that cannot be drawn (`--html`, `dualwrite report --from`):
+    /// `what` is the file, or "this run"; the source says why.
+    #[error("cannot draw the picture of {what}")]
+    Picture {
+        what: String,
         #[source]
         source: BoxError,
     },

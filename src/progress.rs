@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! naive [1/6] · main · 6.9 of 20.0 s ━━━━━━━━━━━━━━━━━━━╸━━━━━━━━━━━━━━━━━━━━━━━━━
-//! orders 27 · committed 26 · unknown 1 · failed 5 · not yet delivered 3
+//! orders 27 · committed 26 · told unknown 1 · told fail 5 · not yet delivered 3
 //! faults now: kafka reset_peer until 12.0 s
 //!   product  database  consumer
 //!   1        985 v5    991 v2    ≠ 3 versions behind for 2.3 s
@@ -157,8 +157,12 @@ pub fn render(state: &LiveState, width: usize) -> String {
     }
 
     let c = state.counts;
-    let mut counts =
-        format!("orders {} · committed {} · unknown {} · failed {}", c.orders, c.committed, c.unknown, c.failed);
+    // "told": what the writers were told about their legs (a topic leg
+    // counts as much as a database leg).
+    let mut counts = format!(
+        "orders {} · committed {} · told unknown {} · told fail {}",
+        c.orders, c.committed, c.unknown, c.failed
+    );
     if let Some(n) = state.undelivered {
         counts.push_str(&format!(" · not yet delivered {n}"));
     }

@@ -165,7 +165,7 @@ fn a_file_that_is_not_a_report_is_refused_clearly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot draw the report") && stderr.contains("not a dualwrite report"), "{stderr}");
+    assert!(stderr.contains("cannot draw the picture of") && stderr.contains("not a dualwrite report"), "{stderr}");
     assert!(!dir.path().join("x.html").exists());
 }
 

@@ -156,10 +156,11 @@ impl Drop for Tmux {
     }
 }
 
-/// Starts `args` in an 80×40 tmux pane; `$?` ends up in `done`.
-fn start(tmux: &Tmux, args: &str, done: &Path) {
+/// Starts `args` in a `columns`×40 tmux pane; `$?` ends up in `done`.
+fn start(tmux: &Tmux, columns: usize, args: &str, done: &Path) {
     let command = format!("{} {args}; echo $? > {}; sleep 600", env!("CARGO_BIN_EXE_dualwrite"), done.display());
-    tmux.run(&["new-session", "-d", "-s", "main", "-x", "80", "-y", "40", &command]);
+    let columns = columns.to_string();
+    tmux.run(&["new-session", "-d", "-s", "main", "-x", &columns, "-y", "40", &command]);
 }
 
 fn wait_for_exit(done: &Path, limit: Duration) -> Option<i32> {
@@ -181,7 +182,7 @@ fn the_real_binary_shows_the_view_on_a_terminal_and_it_fits() {
     };
     let dir = tempfile::tempdir().unwrap();
     let done = dir.path().join("done");
-    start(&tmux, "run naive --scenario kafka-resets --seed 1 --duration 8s", &done);
+    start(&tmux, 80, "run naive --scenario kafka-resets --seed 1 --duration 8s", &done);
 
     // Watch the pane until the view shows every product. indicatif pads
     // each line of the view to the pane's width, so the rows are read as
@@ -218,4 +219,34 @@ fn the_real_binary_shows_the_view_on_a_terminal_and_it_fits() {
         assert!(width(l) <= 80, "wider than the pane: {l:?}");
         assert!(!l.contains("WARN"), "a log line reached the terminal: {l:?}\n{screen}");
     }
+}
+
+/// `compare` on a 100-column terminal: the report is laid out for 100
+/// columns (the tables unsplit), every line fits, no log line.
+#[test]
+fn compare_on_a_100_column_terminal_fits_it() {
+    let Some(tmux) = Tmux::new("compare") else {
+        eprintln!("tmux is not installed (scripts/setup.sh --tests installs it); skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    start(
+        &tmux,
+        100,
+        "compare --strategies naive,cache-aside,outbox --scenario flaky-network --duration 4s --seed 3",
+        &done,
+    );
+    let code = wait_for_exit(&done, Duration::from_secs(240));
+    let screen = tmux.screen();
+    assert!(matches!(code, Some(0 | 1)), "exit {code:?}\n{screen}");
+    assert!(screen.contains("what the stores hold after the run:"), "{screen}");
+    let widest = screen.lines().map(|l| width(l.trim_end())).max().unwrap_or(0);
+    assert!(widest <= 100, "a line is wider than the pane ({widest}):\n{screen}");
+    assert!(widest > 80, "the report was not laid out for the pane's 100 columns:\n{screen}");
+    // One table, not split: the strategy column heads it once.
+    let stores = screen.split("what the stores hold after the run:").nth(1).unwrap();
+    let stores = stores.split("orders, latency").next().unwrap();
+    assert_eq!(stores.lines().filter(|l| l.starts_with("strategy")).count(), 1, "{screen}");
+    assert!(!screen.contains("WARN"), "{screen}");
 }
