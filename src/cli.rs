@@ -25,7 +25,9 @@ use crate::strategy::Strategy;
 #[derive(Debug, Parser)]
 #[command(name = "dualwrite", version, max_term_width = 100)]
 pub struct Cli {
-    /// Log detail on stderr: -v info, -vv debug. RUST_LOG overrides.
+    /// Log detail on stderr. By default only dualwrite's own warnings; -v
+    /// adds its phases and the libraries' warnings, -vv everything at debug
+    /// level. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -197,8 +199,8 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 
-    /// Lay the text report out for this many columns. Default: the
-    /// terminal's width, or 80 when stdout is not a terminal.
+    /// Lay the text report out for this many columns (40 to 1000).
+    /// Default: the terminal's width, or 80 when stdout is not a terminal.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(40..=1000))]
     pub width: Option<u16>,
 

@@ -478,25 +478,61 @@ fn chosen_products(timeline: &Timeline) -> (Vec<&ProductTimeline>, usize) {
     (products, hidden)
 }
 
-/// The value of a step function at `at`: the last point at or before it.
-fn value_at(points: &[Point], at: u64) -> Option<i64> {
-    points.iter().take_while(|p| p.at <= at).last().map(|p| p.version)
+/// A step function over time: at each instant, the highest version seen
+/// so far. Commits acknowledged out of order (by a few milliseconds) or
+/// events received out of order never make it go backwards.
+struct Steps(Vec<(u64, i64)>);
+
+impl Steps {
+    fn new(points: &[Point]) -> Steps {
+        let mut sorted: Vec<(u64, i64)> = points.iter().map(|p| (p.at, p.version)).collect();
+        sorted.sort_unstable();
+        let mut steps: Vec<(u64, i64)> = Vec::with_capacity(sorted.len());
+        for (at, version) in sorted {
+            let highest = steps.last().map_or(i64::MIN, |s| s.1);
+            match steps.last_mut() {
+                Some(last) if last.0 == at => last.1 = last.1.max(version),
+                _ if version > highest => steps.push((at, version)),
+                _ => {}
+            }
+        }
+        Steps(steps)
+    }
+
+    /// The value at `at`: `None` before the first step.
+    fn at(&self, at: u64) -> Option<i64> {
+        let n = self.0.partition_point(|s| s.0 <= at);
+        (n > 0).then(|| self.0[n - 1].1)
+    }
+
+    /// A step line, from the first step to `end` ms.
+    fn path(&self, scale: Scale, end: u64, y: impl Fn(i64) -> f64) -> String {
+        let mut d = String::new();
+        for (i, (at, version)) in self.0.iter().enumerate() {
+            let x = scale.x(*at);
+            if i == 0 {
+                let _ = write!(d, "M{x:.1},{:.1}", y(*version));
+            } else {
+                let _ = write!(d, " H{x:.1} V{:.1}", y(*version));
+            }
+        }
+        if !self.0.is_empty() {
+            let _ = write!(d, " H{:.1}", scale.x(end));
+        }
+        d
+    }
 }
 
 /// The spans in which the consumer's version differs from the database's.
 fn drift_spans(product: &ProductTimeline) -> Vec<(u64, u64)> {
-    if product.consumer.is_empty() && product.database.len() <= 1 {
-        return Vec::new();
-    }
-    let mut times: Vec<u64> = product.database.iter().chain(&product.consumer).map(|p| p.at).collect();
+    let (db, consumer) = (Steps::new(&product.database), Steps::new(&product.consumer));
+    let mut times: Vec<u64> = db.0.iter().chain(&consumer.0).map(|s| s.0).collect();
     times.sort_unstable();
     times.dedup();
     let mut spans: Vec<(u64, u64)> = Vec::new();
     for (i, t) in times.iter().enumerate() {
-        let db = value_at(&product.database, *t).unwrap_or(0);
         // Before its first event the consumer knows the seeded stock, version 0.
-        let consumer = value_at(&product.consumer, *t).unwrap_or(0);
-        if db != consumer {
+        if db.at(*t).unwrap_or(0) != consumer.at(*t).unwrap_or(0) {
             let until = times.get(i + 1).copied().unwrap_or(u64::MAX);
             match spans.last_mut() {
                 Some(last) if last.1 == *t => last.1 = until,
@@ -505,23 +541,6 @@ fn drift_spans(product: &ProductTimeline) -> Vec<(u64, u64)> {
         }
     }
     spans
-}
-
-/// A step line through `points`, from the first point to `end` ms.
-fn step_path(points: &[Point], scale: Scale, end: u64, y: impl Fn(i64) -> f64) -> String {
-    let mut d = String::new();
-    for (i, p) in points.iter().enumerate() {
-        let x = scale.x(p.at);
-        if i == 0 {
-            let _ = write!(d, "M{x:.1},{:.1}", y(p.version));
-        } else {
-            let _ = write!(d, " H{x:.1} V{:.1}", y(p.version));
-        }
-    }
-    if !points.is_empty() {
-        let _ = write!(d, " H{:.1}", scale.x(end));
-    }
-    d
 }
 
 /// The vertical position of a write latency (log scale, 1 ms to the top).
@@ -807,15 +826,16 @@ fn svg(
                 );
             }
         }
-        let _ = writeln!(html, "<path class=\"db\" d=\"{}\"/>", step_path(&p.database, scale, end, y));
+        let db = Steps::new(&p.database);
+        let _ = writeln!(html, "<path class=\"db\" d=\"{}\"/>", db.path(scale, end, y));
         if timeline.publishes {
             // Before its first event the consumer holds version 0.
             let mut consumer = vec![Point { at: 0, version: 0, quantity: 0 }];
             consumer.extend(p.consumer.iter().copied());
-            let _ = writeln!(html, "<path class=\"consumer\" d=\"{}\"/>", step_path(&consumer, scale, end, y));
+            let _ = writeln!(html, "<path class=\"consumer\" d=\"{}\"/>", Steps::new(&consumer).path(scale, end, y));
         }
         for c in &p.cache {
-            let stale = value_at(&p.database, c.at).is_some_and(|db| c.version < db);
+            let stale = db.at(c.at).is_some_and(|db| c.version < db);
             let _ = writeln!(
                 html,
                 "<circle class=\"cache{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.2\"><title>{} served from the cache: \
@@ -929,3 +949,41 @@ rect.fill { fill: none; stroke: #92400e; stroke-width: 0.8; }
 footer { margin-top: 18px; font-size: 12px; }
 @media (max-width: 900px) { .panel { grid-template-columns: 1fr; } }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(at: u64, version: i64) -> Point {
+        Point { at, version, quantity: 1000 - version }
+    }
+
+    #[test]
+    fn a_step_function_never_goes_back() {
+        // Version 2's commit was acknowledged a moment before version 1's.
+        let steps = Steps::new(&[p(0, 0), p(105, 2), p(110, 1), p(300, 3)]);
+        assert_eq!(steps.0, vec![(0, 0), (105, 2), (300, 3)]);
+        assert_eq!(steps.at(50), Some(0));
+        assert_eq!(steps.at(200), Some(2));
+        assert_eq!(Steps::new(&[p(10, 1)]).at(5), None);
+    }
+
+    #[test]
+    fn drift_opens_when_the_database_moves_and_closes_when_the_consumer_follows() {
+        let product = ProductTimeline {
+            product_id: 1,
+            database: vec![p(0, 0), p(100, 1), p(500, 2)],
+            consumer: vec![p(140, 1), p(900, 2)],
+            ..Default::default()
+        };
+        assert_eq!(drift_spans(&product), vec![(100, 140), (500, 900)]);
+        // A lost event: the drift never closes.
+        let lost = ProductTimeline { consumer: vec![p(140, 1)], ..product };
+        assert_eq!(drift_spans(&lost), vec![(100, 140), (500, u64::MAX)]);
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}
