@@ -64,15 +64,26 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
 /// never split as `10.0` / `s)`.
 const UNITS: [&str; 5] = ["s", "ms", "units", "KB/s", "%"];
 
-/// The words of `text`, a unit glued to the number it follows and a `·`
-/// to the word before it.
+/// The names of two words that read as one, kept on one line.
+const PHRASES: [(&str, &str); 6] = [
+    ("false", "failure"),
+    ("false", "fail"),
+    ("stale", "cache"),
+    ("projection", "drift"),
+    ("pool", "timeouts"),
+    ("event", "lag"),
+];
+
+/// The words of `text`, a unit glued to the number it follows, a `·` to
+/// the word before it, and the [`PHRASES`] kept whole.
 fn words(text: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for word in text.split_whitespace() {
         let bare = word.trim_end_matches(|c: char| ")],.;:".contains(c));
         let after_number = words.last().is_some_and(|w| w.ends_with(|c: char| c.is_ascii_digit()));
+        let completes_phrase = words.last().is_some_and(|w| PHRASES.iter().any(|(a, b)| w == a && bare == *b));
         // A separator ends a line rather than starting the next one.
-        if (after_number && UNITS.contains(&bare)) || (word == "·" && !words.is_empty()) {
+        if (after_number && UNITS.contains(&bare)) || (word == "·" && !words.is_empty()) || completes_phrase {
             let last = words.last_mut().expect("checked");
             last.push(' ');
             last.push_str(word);
@@ -235,6 +246,12 @@ mod tests {
     fn a_unit_stays_with_its_number() {
         let lines = wrap("during kafka down 6.8–12.0 s) · now", 26, "", "");
         assert_eq!(lines, vec!["during kafka down", "6.8–12.0 s) · now"]);
+    }
+
+    #[test]
+    fn an_anomaly_name_stays_on_one_line() {
+        let lines = wrap("none: ghost, reordered, projection drift, backlog", 36, "", "");
+        assert_eq!(lines, vec!["none: ghost, reordered,", "projection drift, backlog"]);
     }
 
     #[test]

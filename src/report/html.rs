@@ -291,12 +291,13 @@ pub fn render(picture: &Picture) -> String {
     let _ = writeln!(html, "<header>\n<h1>{}</h1>", esc(&title));
     let _ = writeln!(
         html,
-        "<p class=\"sub\">{} strateg{} · {:.1} s each · every mark is one order, placed when it began and as \
-         high as it took; the lines below are each product's version in the database and in the downstream \
-         consumer's view</p>\n</header>",
-        picture.runs.len(),
-        if picture.runs.len() == 1 { "y" } else { "ies" },
-        picture.duration_ms as f64 / 1000.0
+        "<p class=\"sub\">{} · every mark is one order, placed when it began and as high as it took; the \
+         lines below are each product's version in the database and in the downstream consumer's view</p>\n\
+         </header>",
+        match picture.runs.len() {
+            1 => format!("{:.1} s", picture.duration_ms as f64 / 1000.0),
+            n => format!("{n} strategies · {:.1} s each", picture.duration_ms as f64 / 1000.0),
+        }
     );
     summary(picture, &mut html);
     legend(picture, &mut html);
@@ -643,7 +644,8 @@ fn svg(
         (scale.x(end) - main_end).max(0.0),
         height - 18.0 - axis_top,
         height - 18.0,
-        main_end + 3.0,
+        // Kept inside the plot when the main phase ends near its edge.
+        (main_end + 3.0).min(WIDTH - 58.0),
         height - 6.0
     );
 
