@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+/// Runs a compare; returns its exit code, its JSON, and its stdout followed
+/// by its stderr (for the assertions' messages).
 fn compare(json: &Path) -> (Option<i32>, serde_json::Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
         .args(["compare", "--duration", "15s", "--seed", "3", "--json", json.to_str().unwrap()])
         .output()
         .unwrap();
     let report = serde_json::from_slice(&std::fs::read(json).unwrap_or_default()).unwrap_or(serde_json::Value::Null);
-    (output.status.code(), report, String::from_utf8_lossy(&output.stdout).into_owned())
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), report, text)
 }
 
 /// The acceptance command, twice at once: every lesson shows, the
