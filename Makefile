@@ -1,7 +1,8 @@
 # dualwrite — the two commands of the README.
 #
 #   make demo   install what is missing, start the services, build, and run
-#               `dualwrite compare` (every strategy, one seed, one schedule)
+#               `dualwrite compare` (every strategy, one seed, one schedule),
+#               drawing its picture in target/dualwrite-demo.html
 #   make test   the same set-up plus the test broker, then the whole suite
 #
 # Both are idempotent and quiet when everything is already in place.
@@ -12,8 +13,15 @@ export TANSU_BIN
 
 .PHONY: demo test setup setup-tests build doctor clean-runs bench
 
+# The demo also draws its picture; the last line says where it is.
+DEMO_HTML := target/dualwrite-demo.html
+
 demo: setup build
-	./target/debug/dualwrite compare
+	@rm -f $(DEMO_HTML)
+	@status=0; ./target/debug/dualwrite compare --html $(DEMO_HTML) || status=$$?; \
+	if [ -f $(DEMO_HTML) ]; then \
+	  echo; echo "The picture of this run: $(CURDIR)/$(DEMO_HTML) (open it in a browser)"; \
+	fi; exit $$status
 
 test: setup-tests
 	# The integration tests mostly wait on the services; run them wide.

@@ -4,10 +4,12 @@
 #
 #   scripts/setup.sh          PostgreSQL (wal_level=logical) and Redis
 #   scripts/setup.sh --tests  also what the test suite needs: OpenSSL
-#                             headers, and the tansu broker (built once with
-#                             cargo, ~20 minutes on 2 cores, then reused; its
-#                             `tansu cat` is the tests' independent console
-#                             consumer)
+#                             headers, chromium (renders the HTML report
+#                             headless in tests/html.rs), tmux (runs the live
+#                             view on a terminal in tests/live.rs), and the
+#                             tansu broker (built once with cargo, ~20 minutes
+#                             on 2 cores, then reused; its `tansu cat` is the
+#                             tests' independent console consumer)
 set -euo pipefail
 
 tests=0
@@ -26,6 +28,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
 if [[ $tests -eq 1 ]]; then
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   say "installing ${missing[*]}"

@@ -37,7 +37,9 @@ use crate::strategy::{OutboxCdcMode, Strategy};
 #[derive(Debug, Parser)]
 #[command(name = "dualwrite", version, max_term_width = 100)]
 pub struct Cli {
-    /// Log detail on stderr: -v info, -vv debug. RUST_LOG overrides.
+    /// Log detail on stderr. By default only dualwrite's own warnings; -v
+    /// adds its phases and the libraries' warnings, -vv everything at debug
+    /// level. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -62,6 +64,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ScenariosCommand>,
     },
+
+    /// Draw the picture of a report saved with --json, as one HTML file.
+    ///
+    /// Example: dualwrite report --from report.json --html report.html
+    Report(ReportArgs),
 
     /// Check that every service dualwrite needs is reachable and set up.
     ///
@@ -217,10 +224,35 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 
+    /// Also draw the run as a picture: one self-contained HTML file (it
+    /// needs no network; open it by double-click). Per strategy, on one time
+    /// axis: the fault windows, every order coloured by its fate, and each
+    /// product's version in the database against what the consumer and the
+    /// cache believed.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Lay the text report out for this many columns (40 to 1000).
+    /// Default: the terminal's width, or 80 when stdout is not a terminal.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: Option<u16>,
+
     /// Leave the run's schema, topic, cache keys and replication slot in place
     /// for inspection with psql, a Kafka console consumer and redis-cli.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `dualwrite report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report written by `run` or `compare` with --json.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+
+    /// Where to write the picture (one self-contained HTML file).
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }
 
 /// The services. Defaults match compose.yaml and `make setup`.

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use crate::cli::{Command, CompareArgs, RunArgs, ScenariosCommand};
+use crate::cli::{Command, CompareArgs, ReportArgs, RunArgs, ScenariosCommand};
 use crate::config::{Outputs, Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED, EXIT_UNKNOWN};
 use crate::files::OutputFile;
@@ -25,6 +25,7 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Run(args) => run(args, out).await,
         Command::Compare(args) => compare(args, out).await,
         Command::Scenarios { command } => scenarios(command, out),
+        Command::Report(args) => report(args),
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
             // The file is checked here as any input is (a regular file of at
@@ -134,15 +135,27 @@ async fn execute(
     let interrupt = Interrupt::listen();
     let infra = Infra::start(services).await?;
     // Every service answered: the run begins. The seed first, so that even
-    // a run that fails from here on can be reproduced.
-    eprintln!(
-        "dualwrite {command} · scenario {} · seed {} · {:.1} s · {} fault windows, {} crashes",
+    // a run that fails from here on can be reproduced: on a terminal above
+    // the live view; otherwise stderr stays quiet unless something fails,
+    // and then it is printed with the error.
+    let who = match strategies {
+        [one] if command == "run" => format!("run {one}"),
+        _ => command.to_string(),
+    };
+    let heading = format!(
+        "dualwrite {who} · scenario {} · seed {} · {:.1} s · {} fault windows, {} crashes",
         scenario.name,
         workload.seed,
         workload.duration.as_secs_f64(),
         schedule.windows.len(),
         schedule.crashes.len()
     );
+    let terminal = std::io::stderr().is_terminal();
+    let columns = console::Term::stderr().size_checked().map_or(80, |(_, w)| usize::from(w));
+    let heading = crate::layout::wrap(&heading, columns.saturating_sub(1), "", "  ").join("\n");
+    if terminal {
+        eprintln!("{heading}");
+    }
     // What runs killed earlier left behind (nothing can run at SIGKILL):
     // named now, with the command that removes it.
     let stores = crate::leftovers::Stores {
@@ -197,6 +210,9 @@ async fn execute(
     let description = infra.description.clone();
     infra.shutdown().await;
     if let Some(e) = failure {
+        if !terminal {
+            crate::signals::say(&heading);
+        }
         return Err(e);
     }
 
@@ -214,10 +230,57 @@ async fn execute(
         file.write(|mut out| report.write_json(&mut out))
             .map_err(|e| Error::input(format!("cannot write --json {}", file.path().display()), e))?;
     }
-    let width = if std::io::stdout().is_terminal() { comfy_table::Table::new().width().or(Some(120)) } else { None };
-    crate::report::table::write_text(&report, command, width, out)
+    crate::report::text::write_text(&report, command, text_width(outputs.width), out)
         .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
+    if let Some(file) = &outputs.html {
+        let picture = crate::report::html::Picture::of(&report)
+            .map_err(|e| Error::Picture { what: "this run".into(), source: e.into() })?;
+        write_html(&picture, file)?;
+        writeln!(out, "\npicture: {}", file.path().display())
+            .map_err(|e| Error::Write { path: "standard output".into(), source: e })?;
+    }
     Ok(exit_code(report.runs.iter().map(|r| (r.verdict, r.as_expected))))
+}
+
+/// The width to lay the text report out for: `--width`, else the
+/// terminal's, else 80 (a file, a pipe, a CI log).
+fn text_width(flag: Option<u16>) -> usize {
+    if let Some(width) = flag {
+        return usize::from(width);
+    }
+    if std::io::stdout().is_terminal() {
+        if let Some((_, columns)) = console::Term::stdout().size_checked() {
+            return usize::from(columns);
+        }
+    }
+    80
+}
+
+/// `dualwrite report --from r.json --html r.html`: the picture of a saved report.
+fn report(args: ReportArgs) -> Result<i32> {
+    let path = args.from.display().to_string();
+    let failed = |source: crate::error::BoxError| Error::Picture { what: path.clone(), source };
+    let html = OutputFile::check(&args.html)
+        .map_err(|e| Error::input(format!("cannot write --html {}", args.html.display()), e))?;
+    // A report of a long run at full rate is tens of megabytes; more than
+    // this is not one dualwrite wrote.
+    const LIMIT: u64 = 1 << 30;
+    let file = std::fs::File::open(&args.from).map_err(|e| failed(e.into()))?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, LIMIT + 1), &mut text).map_err(|e| failed(e.into()))?;
+    if text.len() as u64 > LIMIT {
+        return Err(failed(format!("the file is larger than {} MiB", LIMIT >> 20).into()));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| failed(e.into()))?;
+    let picture = crate::report::html::Picture::from_json(json).map_err(|e| failed(e.into()))?;
+    write_html(&picture, &html)?;
+    Ok(EXIT_OK)
+}
+
+/// Writes the picture atomically (see [`OutputFile::write`]).
+fn write_html(picture: &crate::report::html::Picture, file: &OutputFile) -> Result<()> {
+    file.write(|out| out.write_all(crate::report::html::render(picture).as_bytes()))
+        .map_err(|e| Error::input(format!("cannot write --html {}", file.path().display()), e))
 }
 
 /// The exit code of a finished `run` or `compare`, from each run's verdict

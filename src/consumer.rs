@@ -92,6 +92,14 @@ impl Downstream {
         self.shared.lock().expect("consumer mutex poisoned").state.projection.get(&product_id).copied()
     }
 
+    /// Removes from `pending` the orders whose event the consumer has
+    /// received, leaving those it has not: the live display's "not yet
+    /// delivered". One lock for the whole set.
+    pub fn retain_undelivered(&self, pending: &mut std::collections::HashSet<crate::history::OrderId>) {
+        let shared = self.shared.lock().expect("consumer mutex poisoned");
+        pending.retain(|id| !shared.state.first_seen.contains_key(id));
+    }
+
     /// True when, for every partition in `high_watermarks`, the consumer has
     /// read up to the watermark.
     pub fn caught_up(&self, high_watermarks: &BTreeMap<i32, i64>) -> bool {

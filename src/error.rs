@@ -126,6 +126,15 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A report that cannot be drawn (`--html`, `dualwrite report --from`):
+    /// `what` is the file, or "this run"; the source says why.
+    #[error("cannot draw the picture of {what}")]
+    Picture {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+
     /// A signal (Ctrl-C, SIGTERM, SIGHUP). Not a failure of the tool, but
     /// the run has no result.
     #[error("interrupted by {}", .0.name())]

@@ -249,15 +249,6 @@ impl History {
         self.push(Event::Probe(sample));
     }
 
-    /// The most recent reader observation, for the live display.
-    pub fn last_read(&self) -> Option<ReadSample> {
-        let events = self.events.lock().expect("history mutex poisoned");
-        events.iter().rev().find_map(|e| match e {
-            Event::Read(r) => Some(r.clone()),
-            _ => None,
-        })
-    }
-
     pub fn crash(&self, component: &str, restarted: bool) {
         self.push(Event::Crash { at: self.clock.now(), component: component.to_string(), restarted });
     }
@@ -267,33 +258,15 @@ impl History {
         self.events.lock().expect("history mutex poisoned").clone()
     }
 
-    /// Counts for the live display: (orders begun, db ok, db fail, db unknown-so-far).
-    pub fn live_counts(&self) -> LiveCounts {
+    /// The events appended since the first `from`, and the count to pass
+    /// next time. The live display reads the history this way, a few new
+    /// events every tick, so that the writers' lock is never held for a
+    /// scan of the whole run.
+    pub fn events_since(&self, from: usize) -> (Vec<Event>, usize) {
         let events = self.events.lock().expect("history mutex poisoned");
-        let mut counts = LiveCounts::default();
-        for event in events.iter() {
-            match event {
-                Event::Begin { .. } => counts.orders += 1,
-                Event::Complete { leg, told, .. } => match (leg, told.outcome) {
-                    (Leg::Db, Outcome::Ok) => counts.committed += 1,
-                    (_, Outcome::Fail) => counts.failed_legs += 1,
-                    (_, Outcome::Unknown) => counts.unknown_legs += 1,
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-        counts
+        let from = from.min(events.len());
+        (events[from..].to_vec(), events.len())
     }
-}
-
-/// Running totals for the progress display.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LiveCounts {
-    pub orders: u64,
-    pub committed: u64,
-    pub failed_legs: u64,
-    pub unknown_legs: u64,
 }
 
 /// One leg of one order, folded from its invoke and complete events.
@@ -403,6 +376,21 @@ mod tests {
         let events = vec![Event::Begin { at: 1, order: order(9) }, Event::Begin { at: 2, order: order(3) }];
         let ids: Vec<_> = write_records(&events).iter().map(|r| r.order.order_id).collect();
         assert_eq!(ids, vec![Uuid::from_u128(9), Uuid::from_u128(3)]);
+    }
+
+    #[test]
+    fn events_since_returns_only_what_is_new() {
+        let history = History::new(Clock::start());
+        history.begin(&order(1));
+        let (first, seen) = history.events_since(0);
+        assert_eq!((first.len(), seen), (1, 1));
+        history.invoke(Uuid::from_u128(1), Leg::Db);
+        history.complete(Uuid::from_u128(1), Leg::Db, Told::ok());
+        let (next, seen) = history.events_since(seen);
+        assert_eq!((next.len(), seen), (2, 3));
+        assert!(matches!(next[0], Event::Invoke { .. }));
+        assert_eq!(history.events_since(seen).0.len(), 0);
+        assert_eq!(history.events_since(99).0.len(), 0, "a position past the end is the end");
     }
 
     #[test]

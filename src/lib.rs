@@ -29,7 +29,8 @@
 //! - [`snapshot`] → [`reconcile`]: the final read of every store (and what
 //!   it did not see), and the pure function that compares it with the
 //!   history — a verdict only over complete evidence.
-//! - [`report`]: the table, the stories, the JSON.
+//! - [`report`]: the text laid out for the terminal, the stories, the JSON,
+//!   the HTML picture; [`layout`] wraps and tabulates text for a width.
 //! - [`error`]: failures of the tool itself, and the exit codes.
 
 pub mod cache;
@@ -47,6 +48,7 @@ pub mod files;
 pub mod history;
 pub mod infra;
 pub mod kafka;
+pub mod layout;
 pub mod lease;
 pub mod leftovers;
 pub mod links;

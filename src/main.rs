@@ -37,18 +37,37 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// Logs to stderr: warnings by default, more with -v / -vv, or RUST_LOG.
+/// Logs to stderr, drawn above the live view (never through it).
+///
+/// By default only dualwrite's own warnings: the libraries' logs are off,
+/// because under injected faults they report the very faults the run is
+/// about (sqlx's "error occurred while testing the connection on-release",
+/// librdkafka's broker disconnects), and their effect is measured where it
+/// matters, in each leg's outcome. During a run the built-in proxy's own
+/// warnings are off too: a store that stops answering is reported once, by
+/// the run's direct watch (`runner::watch`), not by a warning for every
+/// connection the proxy could not open; `dualwrite toxiproxy` keeps them.
+/// `-v` adds dualwrite's phases and the libraries' warnings, `-vv`
+/// everything at debug level; RUST_LOG overrides.
 fn init_logging(verbose: u8, serving_proxy: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 if serving_proxy => "warn",
-        // During a run, a store that stops answering is reported once, by
-        // the run's own direct watch (`runner::watch`) — not by a warning
-        // from the proxy and from sqlx for every connection attempted.
-        0 => "warn,dualwrite::proxy=error,sqlx=error",
-        1 => "info,dualwrite=info",
-        _ => "debug,dualwrite=debug",
+        0 if serving_proxy => "off,dualwrite=warn",
+        0 => "off,dualwrite=warn,dualwrite::proxy=error",
+        1 => "warn,dualwrite=info",
+        _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(dualwrite::progress::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose > 1);
+    // Timestamps only when asked for detail: a warning reads as a sentence.
+    if verbose == 0 {
+        fmt.without_time().init();
+    } else {
+        fmt.init();
+    }
 }

@@ -628,8 +628,10 @@ impl<'p> Pipeline<'p> {
             // Fail or Unknown: publish it again, after a pause. Skipping it
             // would lose it; retrying an Unknown may write it twice, which
             // the downstream consumer tolerates. Its position waits meanwhile.
+            // At debug level: during an injected Kafka fault this is the
+            // expected behaviour, not news (`-vv` shows it).
             head.failures += 1;
-            tracing::warn!(
+            tracing::debug!(
                 key = %done.key,
                 attempt = head.failures,
                 outcome = done.told.outcome.as_str(),
@@ -791,10 +793,13 @@ fn log_session_error(slot: &str, error: &SessionError, failures: u32) -> String 
     }
     // A restarted connector meets its predecessor's slot still active until
     // the server notices the old connection is gone: expected, and brief.
+    // Reconnecting is what a connector does during a fault on its link, so
+    // it is logged at debug level; one that cannot stream at all is named
+    // in the drain report (its last error), where it decides the verdict.
     if chain.contains("is active for PID") {
         tracing::debug!(slot, failures, "{chain}; retrying");
     } else {
-        tracing::warn!(slot, failures, "{chain}; reconnecting from the last confirmed position");
+        tracing::debug!(slot, failures, "{chain}; reconnecting from the last confirmed position");
     }
     chain
 }

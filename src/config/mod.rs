@@ -217,6 +217,10 @@ impl Workload {
 pub struct Outputs {
     pub json: Option<OutputFile>,
     pub history: Option<OutputFile>,
+    /// The picture of the run (`--html`).
+    pub html: Option<OutputFile>,
+    /// `--width`: the columns to lay the text report out for.
+    pub width: Option<u16>,
     pub keep: bool,
 }
 
@@ -231,15 +235,21 @@ impl Outputs {
         };
         let json = check("--json", &args.json)?;
         let history = check("--history", &args.history)?;
-        if let (Some(j), Some(h)) = (&json, &history) {
-            if j.same_file(h) {
-                return Err(Error::Config(format!(
-                    "--json and --history both name {}; one would overwrite the other: give each its own file",
-                    j.path().display()
-                )));
+        let html = check("--html", &args.html)?;
+        let named = [("--json", &json), ("--history", &history), ("--html", &html)];
+        for (i, (first, a)) in named.iter().enumerate() {
+            for (second, b) in &named[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a.same_file(b) {
+                        return Err(Error::Config(format!(
+                            "{first} and {second} both name {}; one would overwrite the other: give each its own file",
+                            a.path().display()
+                        )));
+                    }
+                }
             }
         }
-        Ok(Outputs { json, history, keep: args.keep })
+        Ok(Outputs { json, history, html, width: args.width, keep: args.keep })
     }
 }
 

@@ -6,7 +6,7 @@
 //! duration — so the same fault schedule and the same orders — and every
 //! other flag that was given (on the command line or through its
 //! environment variable) as it was typed. Only the output flags (`--json`,
-//! `--history`, `--keep`) are left out, so that pasting it does not
+//! `--history`, `--html`, `--width`, `--keep`) are left out, so that pasting it does not
 //! overwrite the first run's files, and passwords are shown as `***` (see
 //! [`crate::redact`]).
 
@@ -18,7 +18,7 @@ use crate::scenario::Scenario;
 use crate::strategy::Strategy;
 
 /// Flags that say where results go, not what the run does.
-const OUTPUT_FLAGS: [&str; 3] = ["json", "history", "keep"];
+const OUTPUT_FLAGS: [&str; 5] = ["json", "history", "html", "width", "keep"];
 
 /// Flags the line always writes out, from the resolved values.
 const RESOLVED_FLAGS: [&str; 3] = ["scenario", "seed", "duration"];

@@ -1,5 +1,6 @@
-//! The report: what a run (or a comparison) found, as a table on stdout and
-//! as JSON in a stable schema (`--json FILE`, documented in the README).
+//! The report: what a run (or a comparison) found, as text laid out for the
+//! terminal ([`text`]), as JSON in a stable schema (`--json FILE`, documented
+//! in the README) and as a picture (`--html FILE`, [`html`]).
 //!
 //! Every figure here comes from [`crate::reconcile::Findings`], which counts
 //! from what the stores hold. Anomalies that cannot occur for a strategy
@@ -19,10 +20,13 @@ use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
 use crate::strategy::Expectation;
 
+pub mod html;
 pub mod story;
-pub mod table;
+pub mod text;
+pub mod timeline;
 
 pub use story::Story;
+pub use timeline::Timeline;
 
 /// The whole report: one entry in `runs` per strategy.
 #[derive(Debug, Clone, Serialize)]
@@ -75,12 +79,14 @@ pub struct RunReport {
     pub outages: Vec<crate::runner::watch::Outage>,
     /// The story of one example per anomaly.
     pub stories: Vec<Story>,
+    /// Every order and every product on the run's clock, for the picture.
+    pub timeline: Timeline,
     #[serde(rename = "where")]
     pub location: Where,
 }
 
 /// A figure that could not be counted (printed as `?`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UnknownFigure {
     /// What evidence is missing.
     pub reason: String,
@@ -209,6 +215,7 @@ impl RunReport {
             faults: result.faults.clone(),
             outages: result.outages.clone(),
             stories: story::stories(&result.history, &result.snapshot, f, schedule),
+            timeline: timeline::timeline(&result.history, &result.snapshot, result.strategy),
             location: Where {
                 database_url: crate::redact::redact_url(location.database_url),
                 database: result.namespace.database.clone().unwrap_or_else(|| location.database.to_string()),

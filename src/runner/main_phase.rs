@@ -86,6 +86,13 @@ impl Run<'_> {
 
         let end = tokio::time::Instant::from_std(clock.at(plan.workload.duration));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        self.progress.start_main(crate::progress::RunView {
+            strategy: plan.strategy,
+            duration: plan.workload.duration,
+            products: plan.workload.products,
+            windows: plan.schedule.windows.clone(),
+            crashes: plan.schedule.crashes.clone(),
+        });
         // Every arm either continues or breaks with the phase's outcome;
         // none returns, so the wind-down below runs on every path.
         let outcome: Result<()> = loop {
@@ -114,7 +121,7 @@ impl Run<'_> {
                     }
                 }
                 // The live display; it only reads the history.
-                _ = tick.tick() => self.progress.main(plan, &live.history),
+                _ = tick.tick() => self.progress.main(&live.history, live.downstream.as_deref()),
             }
         };
 
