@@ -165,7 +165,7 @@ async fn execute(
         brokers: None,
     };
     if let Some(notice) = crate::leftovers::survey(stores).await.notice() {
-        crate::signals::say(&notice);
+        crate::signals::say(&crate::layout::wrap(&notice, columns.saturating_sub(1), "", "  ").join("\n"));
     }
     let progress = Progress::stderr();
     let mut runs = Vec::new();

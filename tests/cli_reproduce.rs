@@ -51,13 +51,21 @@ fn run(args: &[String], cwd: &Path) -> Output {
         .expect("run dualwrite")
 }
 
+/// The `reproduce:` command, joined back into one line where the report
+/// broke it for the width (a line ending in ` \` goes on below, as in a shell).
 fn reproduce_line(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("reproduce: "))
-        .unwrap_or_else(|| panic!("no reproduce line in {stdout}"))
-        .to_owned()
+    // "reproduce: CMD", or "reproduce:" with the command on the lines below.
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("reproduce:"));
+    let first = lines.next().unwrap_or_else(|| panic!("no reproduce line in {stdout}"));
+    let mut command = first.trim_start_matches("reproduce:").trim().to_owned();
+    if command.is_empty() {
+        command = lines.next().expect("the command below its label").trim().to_owned();
+    }
+    while let Some(head) = command.strip_suffix(" \\") {
+        command = format!("{head} {}", lines.next().expect("a continued line goes on").trim());
+    }
+    command
 }
 
 /// Each order a writer began: (writer, seq) → (order id, product, delta).
