@@ -23,8 +23,10 @@
 //! - [`snapshot`] → [`reconcile`]: the final read of every store, and the
 //!   pure function that compares it with the history.
 //! - [`report`]: the table, the stories, the JSON.
-//! - [`error`]: failures of the tool itself, and the exit codes.
+//! - [`error`]: failures of the tool itself, and the exit codes;
+//!   [`backoff`]: the retry policy the relay and the connector share.
 
+pub mod backoff;
 pub mod cache;
 pub mod cdc;
 pub mod cli;

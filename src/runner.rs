@@ -378,7 +378,7 @@ async fn drain(
             let mut what = Vec::new();
             if !published {
                 what.push(match background.last_error() {
-                    Some(error) => format!("the connector could not stream the WAL ({error})"),
+                    Some(error) => format!("the relay/connector had not published everything ({error})"),
                     None => "the relay/connector had not published everything".to_string(),
                 });
             }
