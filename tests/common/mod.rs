@@ -3,9 +3,17 @@
 //!
 //! Every run gets its own fault proxy, its own broker (embedded, or a tansu
 //! process of its own) and its own namespace, so tests run in parallel.
+//! Backends ([`Backend`]): the embedded broker and built-in proxy; tansu
+//! behind the built-in proxy; tansu behind an external proxy process driven
+//! over HTTP ([`ExternalProxy`]); and, with `--features testcontainers` and a
+//! Docker engine, PostgreSQL, Redis, Redpanda and Toxiproxy containers
+//! ([`containers`]).
 
 #![allow(dead_code)]
 
+#[cfg(feature = "testcontainers")]
+pub mod containers;
+pub mod scram;
 pub mod stage;
 
 use std::net::{SocketAddr, TcpListener};
@@ -27,8 +35,28 @@ use tokio_util::sync::CancellationToken;
 pub enum Backend {
     /// librdkafka's mock cluster, in-process.
     Embedded,
-    /// A tansu process of the test's own.
+    /// A tansu process of the test's own, behind the built-in proxy.
     Tansu,
+    /// A tansu process behind an external fault proxy: a `dualwrite
+    /// toxiproxy` process of the test's own, reached over HTTP with
+    /// `--toxiproxy` as a real Toxiproxy would be.
+    TansuExternalProxy,
+    /// PostgreSQL, Redis, Redpanda and Toxiproxy in containers
+    /// (`--features testcontainers`, needs a Docker engine).
+    #[cfg(feature = "testcontainers")]
+    Containers,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Tansu => "tansu",
+            Backend::TansuExternalProxy => "tansu+external-proxy",
+            #[cfg(feature = "testcontainers")]
+            Backend::Containers => "containers",
+        }
+    }
 }
 
 /// A port that was free a moment ago.
@@ -64,6 +92,11 @@ pub struct Tansu {
     pub advertised: SocketAddr,
 }
 
+/// The storage engine every test broker uses. `memory://` (the dynostore
+/// feature): see the README's "dualwrite found it" for why this one, and
+/// what is wrong with each of tansu's engines.
+pub const TANSU_STORAGE: &str = "memory://tansu/";
+
 impl Tansu {
     /// Starts tansu on a free port, advertising `advertise` (the address
     /// clients must come back through: a proxy's kafka link), or itself.
@@ -79,7 +112,7 @@ impl Tansu {
         let child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &format!("tcp://{listen}")])
             .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", TANSU_STORAGE])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -97,6 +130,65 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A fault proxy in a process of its own (`dualwrite toxiproxy`), driven
+/// over HTTP like a real Toxiproxy, with dualwrite's four links, and a
+/// tansu broker behind its `kafka` link, advertising that link.
+pub struct ExternalProxy {
+    proxy: Child,
+    /// The proxy's API, for `--toxiproxy`.
+    pub api: String,
+    pub client: dualwrite::proxy::ToxiproxyClient,
+    pub kafka_link: SocketAddr,
+    pub postgres_link: SocketAddr,
+    pub tansu: Tansu,
+}
+
+impl ExternalProxy {
+    pub async fn start() -> ExternalProxy {
+        use dualwrite::proxy::{ProxyConfig, ToxiproxyClient};
+        let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut proxy = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["toxiproxy", "--listen", &api_addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start `dualwrite toxiproxy`");
+        let api = format!("http://{api_addr}");
+        let client = ToxiproxyClient::new(&api).unwrap();
+        let started = Instant::now();
+        while client.version().await.is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = proxy.kill();
+                panic!("dualwrite toxiproxy did not answer on {api} within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // tansu must advertise the kafka link, so the link is made first,
+        // pointing at the port tansu is about to listen on.
+        let tansu_port = free_port();
+        let infos = client
+            .populate(&[
+                ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"),
+                ProxyConfig::new("postgres_relay", "127.0.0.1:0", "127.0.0.1:5432"),
+                ProxyConfig::new("redis", "127.0.0.1:0", "127.0.0.1:6379"),
+                ProxyConfig::new("kafka", "127.0.0.1:0", format!("127.0.0.1:{tansu_port}")),
+            ])
+            .await
+            .unwrap();
+        let link = |name: &str| infos.iter().find(|i| i.name == name).unwrap().listen_addr().unwrap();
+        let kafka_link = link("kafka");
+        let tansu = Tansu::start_on(tansu_port, kafka_link);
+        ExternalProxy { proxy, api, client, kafka_link, postgres_link: link("postgres"), tansu }
+    }
+}
+
+impl Drop for ExternalProxy {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
     }
 }
 
@@ -146,17 +238,33 @@ impl RunSpec {
             .with_test_writer()
             .try_init();
         let mut services = Services::local();
-        let tansu = match self.backend {
-            Backend::Embedded => None,
+        // Whatever the backend started; dropped (stopped) after the run.
+        let mut _tansu = None;
+        let mut _external = None;
+        #[cfg(feature = "testcontainers")]
+        let mut _containers = None;
+        match self.backend {
+            Backend::Embedded => {}
             Backend::Tansu => {
                 // The kafka link listens where tansu says clients must come back.
                 let link: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
                 let tansu = Tansu::start(Some(link));
                 services.brokers = Some(tansu.listen.to_string());
                 services.kafka_proxy_listen = Some(link);
-                Some(tansu)
+                _tansu = Some(tansu);
             }
-        };
+            Backend::TansuExternalProxy => {
+                let external = ExternalProxy::start().await;
+                services.toxiproxy = Some(external.api.clone());
+                _external = Some(external);
+            }
+            #[cfg(feature = "testcontainers")]
+            Backend::Containers => {
+                let stack = containers::Stack::start().await;
+                services = stack.services();
+                _containers = Some(stack);
+            }
+        }
         let scenario = Arc::new(Scenario::load(&self.scenario).expect("a built-in scenario"));
         let workload = Workload {
             seed: self.seed,
@@ -179,8 +287,9 @@ impl RunSpec {
         let infra = Infra::start(&services).await.expect("the services are reachable (`make setup-tests`)");
         let result = runner::run(&infra, &plan, &Progress::hidden(), &CancellationToken::new()).await;
         infra.shutdown().await;
-        drop(tansu);
-        result.unwrap_or_else(|e| panic!("{} under {} failed: {e:#}", self.strategy, self.scenario))
+        result.unwrap_or_else(|e| {
+            panic!("{} under {} on {} failed: {e:#}", self.strategy, self.scenario, self.backend.name())
+        })
     }
 }
 
