@@ -210,24 +210,44 @@ pub fn decode(message: &impl Message) -> TopicRecord {
     }
 }
 
-/// Reads the whole topic: every record up to each partition's current high
-/// watermark, in partition and offset order. Gives up after `limit`.
+/// Reads the whole topic: every record of every partition, from offset 0
+/// until the broker reports the partition's end (`PartitionEOF`: the fetch
+/// position reached the high watermark of a Fetch response), in partition
+/// and offset order. Gives up after `limit`.
+///
+/// Not up to a watermark asked for beforehand: tansu 0.6.0 answers
+/// ListOffsets with the base offset of the batch written last in time, which
+/// can be far below the partition's end (see the README, "dualwrite found
+/// it"), and a reader that stopped there reported events that were on the
+/// topic as lost. Offset 0 rather than "beginning" for the same reason
+/// (ListOffsets(earliest)); if the broker deleted records, the consumer
+/// falls back to the earliest it still has (`auto.offset.reset`).
 pub async fn read_all(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<Vec<TopicRecord>, String> {
     let deadline = Instant::now() + limit;
-    let marks = high_watermarks(bootstrap, topic).await?;
-    let consumer = assign_from_beginning(bootstrap, topic, "dualwrite-checker").await?;
-    let mut next: BTreeMap<i32, i64> = marks.keys().map(|p| (*p, 0)).collect();
+    let parts = partitions(bootstrap, topic).await?;
+    let mut config = consumer_config(bootstrap, "dualwrite-checker");
+    config.set("enable.partition.eof", "true").set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
+    let mut assignment = TopicPartitionList::new();
+    for p in &parts {
+        assignment.add_partition_offset(topic, *p, Offset::Offset(0)).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    let mut ended = std::collections::BTreeSet::new();
     let mut records = Vec::new();
-    while marks.iter().any(|(p, high)| next[p] < *high) {
+    while ended.len() < parts.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let missing: i64 = marks.iter().map(|(p, high)| high - next[p]).sum();
-            return Err(format!("read {} records, {missing} still unread after {limit:?}", records.len()));
+            let open: Vec<_> = parts.iter().filter(|p| !ended.contains(*p)).collect();
+            return Err(format!(
+                "read {} records; partitions {open:?} did not report their end within {limit:?}",
+                records.len()
+            ));
         }
         match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                next.insert(message.partition(), message.offset() + 1);
-                records.push(decode(&message));
+            Ok(Ok(message)) => records.push(decode(&message)),
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
             }
             Ok(Err(e)) => tracing::debug!("while reading the topic back: {e}"),
             Err(_) => {}
