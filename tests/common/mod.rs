@@ -101,15 +101,28 @@ impl Tansu {
     /// Starts tansu on a free port, advertising `advertise` (the address
     /// clients must come back through: a proxy's kafka link), or itself.
     pub fn start(advertise: Option<SocketAddr>) -> Tansu {
-        let port = free_port();
-        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        Tansu::start_on(port, advertise.unwrap_or(listen))
+        for _ in 0..5 {
+            let port = free_port();
+            let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if let Some(tansu) = Tansu::try_start_on(port, advertise.unwrap_or(listen)) {
+                return tansu;
+            }
+        }
+        panic!("tansu could not get a free port in 5 tries");
     }
 
     /// Starts tansu on `port`, advertising `advertised`.
     pub fn start_on(port: u16, advertised: SocketAddr) -> Tansu {
+        Tansu::try_start_on(port, advertised).unwrap_or_else(|| panic!("tansu could not listen on port {port}"))
+    }
+
+    /// Starts tansu on `port`, advertising `advertised`; `None` if it
+    /// exited instead (the port, free a moment ago, was taken meanwhile by
+    /// a parallel test — whose broker then answers the connect check, which
+    /// is why the process itself is checked too).
+    pub fn try_start_on(port: u16, advertised: SocketAddr) -> Option<Tansu> {
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(tansu_bin())
+        let mut child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &format!("tcp://{listen}")])
             .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
             .args(["--storage-engine", TANSU_STORAGE])
@@ -119,10 +132,17 @@ impl Tansu {
             .expect("start tansu");
         let started = Instant::now();
         while std::net::TcpStream::connect(listen).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "tansu did not listen on {listen}");
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not listen on {listen} within 20 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tansu { child, listen, advertised }
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(Tansu { child, listen, advertised })
     }
 }
 
@@ -148,6 +168,16 @@ pub struct ExternalProxy {
 
 impl ExternalProxy {
     pub async fn start() -> ExternalProxy {
+        for _ in 0..5 {
+            if let Some(external) = ExternalProxy::try_start().await {
+                return external;
+            }
+        }
+        panic!("no free ports for an external proxy and a broker in 5 tries");
+    }
+
+    /// One attempt; `None` if a port chosen free was taken meanwhile.
+    async fn try_start() -> Option<ExternalProxy> {
         use dualwrite::proxy::{ProxyConfig, ToxiproxyClient};
         let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut proxy = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
@@ -160,11 +190,21 @@ impl ExternalProxy {
         let client = ToxiproxyClient::new(&api).unwrap();
         let started = Instant::now();
         while client.version().await.is_err() {
+            if proxy.try_wait().unwrap().is_some() {
+                return None;
+            }
             if started.elapsed() > Duration::from_secs(20) {
                 let _ = proxy.kill();
                 panic!("dualwrite toxiproxy did not answer on {api} within 20 s");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Our process, and a fresh one: not a parallel test's proxy that
+        // happens to have taken the port.
+        if proxy.try_wait().unwrap().is_some() || !client.proxies().await.map(|p| p.is_empty()).unwrap_or(false) {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return None;
         }
         // tansu must advertise the kafka link, so the link is made first,
         // pointing at the port tansu is about to listen on.
@@ -180,8 +220,12 @@ impl ExternalProxy {
             .unwrap();
         let link = |name: &str| infos.iter().find(|i| i.name == name).unwrap().listen_addr().unwrap();
         let kafka_link = link("kafka");
-        let tansu = Tansu::start_on(tansu_port, kafka_link);
-        ExternalProxy { proxy, api, client, kafka_link, postgres_link: link("postgres"), tansu }
+        let Some(tansu) = tokio::task::block_in_place(|| Tansu::try_start_on(tansu_port, kafka_link)) else {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return None;
+        };
+        Some(ExternalProxy { proxy, api, client, kafka_link, postgres_link: link("postgres"), tansu })
     }
 }
 
