@@ -92,7 +92,8 @@ fn run_and_recount(world: &ExternalProxy, args: &[&str]) -> serde_json::Value {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "dualwrite run {args:?}: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "dualwrite run {args:?}:\n{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let run = &report["runs"][0];
     let schema = run["where"]["schema"].as_str().unwrap().to_string();
@@ -155,9 +156,14 @@ async fn lost_events_match_psql_and_a_console_consumer() {
     assert!(anomalies["lost"].as_u64().unwrap() > 0, "kafka-resets should lose naive's events: {anomalies}");
 }
 
+/// The Ctrl-C test finds its run's schema as the one new `dw_publish_in_tx_*`
+/// schema; the ghost test creates one too, so the two take turns.
+static PUBLISH_IN_TX: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// publish-in-tx under postgres-resets: ghosts (published, never committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ghosts_match_psql_and_a_console_consumer() {
+    let _turn = PUBLISH_IN_TX.lock().await;
     let world = ExternalProxy::start().await;
     let anomalies = tokio::task::spawn_blocking(move || {
         let anomalies = run_and_recount(
@@ -193,6 +199,7 @@ async fn duplicates_match_psql_and_a_console_consumer() {
 /// the proxy is then healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_in_a_fault_window_leaves_no_fault_behind() {
+    let _turn = PUBLISH_IN_TX.lock().await;
     let world = ExternalProxy::start().await;
     let schemas = || -> HashSet<String> {
         psql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dw\\_publish\\_in\\_tx\\_%'")
