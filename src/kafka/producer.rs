@@ -337,3 +337,27 @@ impl Publisher {
         let _ = self.current().flush(limit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn a_refused_producer_id_or_epoch_kills_the_producer_and_nothing_else_does() {
+        let error = |code| KafkaError::MessageProduction(code);
+        assert!(rejects_the_producer(&error(Code::ProducerFenced)));
+        assert!(rejects_the_producer(&error(Code::InvalidProducerEpoch)));
+        // Faults of the link or of one message: the producer lives on.
+        for code in [
+            Code::MessageTimedOut,
+            Code::BrokerTransportFailure,
+            Code::MessageSizeTooLarge,
+            Code::NotLeaderForPartition,
+        ] {
+            assert!(!rejects_the_producer(&error(code)), "{code:?}");
+        }
+        assert!(is_permanent(&error(Code::MessageSizeTooLarge)) && !is_permanent(&error(Code::ProducerFenced)));
+    }
+}
