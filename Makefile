@@ -26,6 +26,8 @@ demo: setup build
 test: setup-tests
 	# The integration tests mostly wait on the services; run them wide.
 	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --lib --bins --tests --no-fail-fast
+	# The containerised backend needs Docker to run; without it, build it at least.
+	$(CARGO) build --features testcontainers --tests
 
 setup:
 	@scripts/setup.sh

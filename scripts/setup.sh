@@ -6,10 +6,11 @@
 #   scripts/setup.sh --tests  also what the test suite needs: OpenSSL
 #                             headers, chromium (renders the HTML report
 #                             headless in tests/html.rs), tmux (runs the live
-#                             view on a terminal in tests/live.rs), and the
-#                             tansu broker (built once with cargo, ~20 minutes
-#                             on 2 cores, then reused; its `tansu cat` is the
-#                             tests' independent console consumer)
+#                             view on a terminal in tests/live.rs), the tansu
+#                             broker (built once with cargo, ~20 minutes on 2
+#                             cores, then reused), and confluent-kafka from
+#                             PyPI in target/py (the independent console
+#                             consumer of tests/recount.py)
 set -euo pipefail
 
 tests=0
@@ -30,6 +31,8 @@ if [[ $tests -eq 1 ]]; then
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   say "installing ${missing[*]}"
@@ -82,6 +85,20 @@ if [[ $tests -eq 1 ]]; then
   if [[ ! -x $tansu_bin ]] || ! "$tansu_bin" --version 2>/dev/null | grep -q '0\.6\.0'; then
     say "building the tansu broker once (cargo install, about 20 minutes on 2 cores)"
     cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
+  fi
+fi
+
+# ── confluent-kafka, the tests' independent console consumer ─────────────
+# A Kafka client that shares no code with dualwrite (tests/recount.py), in a
+# virtualenv of the repository's own: Debian's Python refuses system-wide
+# pip installs.
+if [[ $tests -eq 1 ]]; then
+  venv="$(cd "$(dirname "$0")/.." && pwd)/target/py"
+  py=$venv/bin/python3
+  if ! "$py" -c 'import confluent_kafka' >/dev/null 2>&1; then
+    say "installing confluent-kafka (PyPI) into target/py"
+    python3 -m venv "$venv"
+    "$py" -m pip install --quiet --disable-pip-version-check 'confluent-kafka==2.16.1'
   fi
 fi
 exit 0

@@ -31,8 +31,10 @@
 //!   history — a verdict only over complete evidence.
 //! - [`report`]: the text laid out for the terminal, the stories, the JSON,
 //!   the HTML picture; [`layout`] wraps and tabulates text for a width.
-//! - [`error`]: failures of the tool itself, and the exit codes.
+//! - [`error`]: failures of the tool itself, and the exit codes;
+//!   [`backoff`]: the retry policy the relay and the connector share.
 
+pub mod backoff;
 pub mod cache;
 pub mod cdc;
 pub mod cli;

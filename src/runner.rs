@@ -433,7 +433,7 @@ impl<'a> Run<'a> {
                 let mut what = Vec::new();
                 if !published {
                     what.push(match background.last_error() {
-                        Some(error) => format!("the connector could not stream the WAL ({error})"),
+                        Some(error) => format!("the relay/connector had not published everything ({error})"),
                         None => "the relay/connector had not published everything".to_string(),
                     });
                 }

@@ -678,3 +678,47 @@ async fn commit_to_event_latency() {
     })
     .await;
 }
+
+/// The connector authenticates with the password of `--database-url`
+/// (issue 9: it used to send an empty one, and with password
+/// authentication every CDC order was reported lost).
+///
+/// The shared server trusts loopback, where any password is accepted, so
+/// this runs `dualwrite run cdc` against a cluster of the test's own that
+/// demands scram-sha-256 for every connection — the app's pool, the relay
+/// link's replication session, the snapshot's direct reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_authenticates_with_the_urls_password() {
+    let cluster = tokio::task::spawn_blocking(common::scram::ScramPostgres::start).await.unwrap();
+    // The password matters here: without it the server refuses.
+    let refused = sqlx::PgPool::connect(&cluster.url_without_password()).await;
+    assert!(refused.is_err(), "the scram cluster let a client in without a password");
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.expect("the password is accepted");
+    pool.close().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let url = cluster.url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["run", "cdc", "--scenario", "calm", "--seed", "1", "--duration", "4s"])
+            .args(["--database-url", &url, "--json", json.to_str().unwrap()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let run = &report["runs"][0];
+    let committed = run["orders"]["committed"].as_u64().unwrap();
+    assert!(committed >= 8, "{run}");
+    assert_eq!(run["anomalies"]["lost"].as_u64(), Some(0), "every committed order reached the topic: {run}");
+    assert_eq!(run["verdict"].as_str(), Some("consistent"), "{run}");
+    // The password never reaches the output.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains(cluster.password) && !stderr.contains(cluster.password), "the password was printed");
+    drop(cluster);
+}

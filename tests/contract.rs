@@ -68,6 +68,18 @@ contract! {
     calm_outbox_cdc_tansu: Strategy::OutboxCdc, Backend::Tansu;
 }
 
+// The same contract on containers (PostgreSQL, Redis, Redpanda, Toxiproxy):
+// `cargo test --features testcontainers --test contract`, with Docker.
+#[cfg(feature = "testcontainers")]
+contract! {
+    calm_naive_containers: Strategy::Naive, Backend::Containers;
+    calm_publish_in_tx_containers: Strategy::PublishInTx, Backend::Containers;
+    calm_cache_aside_containers: Strategy::CacheAside, Backend::Containers;
+    calm_outbox_containers: Strategy::Outbox, Backend::Containers;
+    calm_cdc_containers: Strategy::Cdc, Backend::Containers;
+    calm_outbox_cdc_containers: Strategy::OutboxCdc, Backend::Containers;
+}
+
 /// naive: committed, then the publish fails → lost events. The issue's
 /// command, `run naive --scenario kafka-resets --seed 1 --duration 20s`, run
 /// twice: the same fault schedule both times, lost events both times.

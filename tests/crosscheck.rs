@@ -4,9 +4,15 @@
 //! services: a fault proxy in a separate process (`dualwrite toxiproxy`,
 //! standing in for compose.yaml's Toxiproxy, reached with --toxiproxy), a
 //! real Kafka-API broker (tansu, advertising the proxy's kafka link), and
-//! --keep. Then the orders are counted with `psql` and the topic with
-//! tansu's own console consumer (`tansu cat`, a Kafka client that shares no
-//! code with librdkafka), and every figure must match the report.
+//! --keep. Then the orders are counted with `psql` and the topic with a
+//! Kafka client that is not dualwrite's — confluent-kafka from PyPI
+//! (`tests/recount.py`), reading every partition until the broker reports
+//! its end — and every figure must match the report.
+//!
+//! Three runs, one per kind of anomaly the recount must see: naive under
+//! kafka-resets (lost events), publish-in-tx under postgres-resets (ghosts),
+//! outbox under relay-crash (duplicates). Each asserts that its anomaly did
+//! occur, so a run that happened to show none cannot pass for a recount.
 //!
 //! The same set-up shows that Ctrl-C in the middle of a fault window leaves
 //! no fault behind.
@@ -15,64 +21,10 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, tansu_bin, Tansu};
-use dualwrite::proxy::{ProxyConfig, ToxiproxyClient};
-
-/// A `dualwrite toxiproxy` process with dualwrite's four links, and a tansu
-/// broker behind its kafka link.
-struct World {
-    proxy: Child,
-    api: String,
-    client: ToxiproxyClient,
-    kafka_link: SocketAddr,
-    postgres_link: SocketAddr,
-    _tansu: Tansu,
-}
-
-impl World {
-    async fn start() -> World {
-        let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let proxy = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-            .args(["toxiproxy", "--listen", &api_addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let api = format!("http://{api_addr}");
-        let client = ToxiproxyClient::new(&api).unwrap();
-        let started = Instant::now();
-        while client.version().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "dualwrite toxiproxy did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // tansu must advertise the kafka link, so the link is made first,
-        // pointing at the port tansu is about to listen on.
-        let tansu_port = free_port();
-        let infos = client
-            .populate(&[
-                ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"),
-                ProxyConfig::new("postgres_relay", "127.0.0.1:0", "127.0.0.1:5432"),
-                ProxyConfig::new("redis", "127.0.0.1:0", "127.0.0.1:6379"),
-                ProxyConfig::new("kafka", "127.0.0.1:0", format!("127.0.0.1:{tansu_port}")),
-            ])
-            .await
-            .unwrap();
-        let link = |name: &str| infos.iter().find(|i| i.name == name).unwrap().listen_addr().unwrap();
-        let kafka_link = link("kafka");
-        let tansu = Tansu::start_on(tansu_port, kafka_link);
-        World { proxy, api, client, kafka_link, postgres_link: link("postgres"), _tansu: tansu }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.proxy.kill();
-        let _ = self.proxy.wait();
-    }
-}
+use common::ExternalProxy;
 
 fn psql(sql: &str) -> String {
     let output = Command::new("psql")
@@ -83,43 +35,65 @@ fn psql(sql: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Every record of `topic`, read with `tansu cat consume` (one partition at
-/// a time, through the proxy's kafka link): the order id of each.
-fn console_consumer(broker: SocketAddr, topic: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for partition in 0..3 {
-        let mut child = Command::new(tansu_bin())
-            .args(["cat", "consume", topic, "--broker", &format!("tcp://{broker}")])
-            .args(["--partition", &partition.to_string(), "--max-wait-time-ms", "500"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // It keeps polling for more; three seconds read a finished topic.
-        std::thread::sleep(Duration::from_secs(3));
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(batch) = serde_json::from_str::<Vec<serde_json::Value>>(line) else { continue };
-            for record in batch {
-                ids.push(record["value"]["order_id"].as_str().expect("every value carries the order id").to_string());
-            }
-        }
+/// The Python that has confluent-kafka: `DUALWRITE_PYTHON`, else the
+/// virtualenv `make setup-tests` makes (`target/py`), else `python3`.
+fn python() -> String {
+    if let Ok(python) = std::env::var("DUALWRITE_PYTHON") {
+        return python;
     }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/python3");
+    if std::path::Path::new(venv).exists() {
+        return venv.to_string();
+    }
+    "python3".to_string()
+}
+
+/// Every record of `topic`, read by `tests/recount.py` (confluent-kafka)
+/// through the proxy's kafka link from offset 0 until every partition
+/// reported its end: the order id of each, in partition and offset order.
+fn console_consumer(broker: SocketAddr, topic: &str) -> Vec<String> {
+    let started = Instant::now();
+    let output = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recount.py"))
+        .args(["--broker", &broker.to_string(), "--topic", topic, "--timeout", "60"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "recount.py could not read {topic} to its end (is confluent-kafka installed? `make setup-tests`): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut ids = Vec::new();
+    let mut ended = false;
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("recount.py prints JSON lines");
+        if let Some(end) = record.get("end") {
+            ended = true;
+            eprintln!("recount: {topic}: {} records, ends {end}, in {:?}", ids.len(), started.elapsed());
+            continue;
+        }
+        ids.push(record["value"]["order_id"].as_str().expect("every value carries the order id").to_string());
+    }
+    assert!(ended, "recount.py did not report the partitions' ends");
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_figure_matches_psql_and_a_console_consumer() {
-    let world = World::start().await;
+/// Runs `dualwrite run` against `world`, then recounts lost, ghost and
+/// duplicate from psql and the console consumer and compares them with the
+/// report. Returns the report's anomalies.
+fn run_and_recount(world: &ExternalProxy, args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .args(["run", "naive", "--scenario", "kafka-resets", "--seed", "1", "--duration", "10s"])
+        .arg("run")
+        .args(args)
         .args(["--toxiproxy", &world.api, "--keep", "--json", json.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "dualwrite run {args:?}:\n{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let run = &report["runs"][0];
     let schema = run["where"]["schema"].as_str().unwrap().to_string();
@@ -128,7 +102,7 @@ async fn every_figure_matches_psql_and_a_console_consumer() {
     // The database, counted by psql.
     let committed: HashSet<String> =
         psql(&format!("SELECT order_id FROM \"{schema}\".orders")).lines().map(str::to_string).collect();
-    assert_eq!(committed.len() as u64, run["orders"]["committed"].as_u64().unwrap());
+    assert_eq!(committed.len() as u64, run["orders"]["committed"].as_u64().unwrap(), "committed, {args:?}");
 
     // The topic, counted by another Kafka client.
     let records = console_consumer(world.kafka_link, topic);
@@ -139,18 +113,85 @@ async fn every_figure_matches_psql_and_a_console_consumer() {
     let lost = committed.iter().filter(|id| !seen.contains_key(id.as_str())).count() as u64;
     let ghost = seen.keys().filter(|id| !committed.contains(**id)).count() as u64;
     let duplicate = records.len() as u64 - seen.len() as u64;
-    let anomalies = &run["anomalies"];
-    assert!(lost > 0, "kafka-resets should lose events: {anomalies}");
-    assert_eq!(lost, anomalies["lost"].as_u64().unwrap(), "lost");
-    assert_eq!(ghost, anomalies["ghost"].as_u64().unwrap(), "ghost");
-    assert_eq!(duplicate, anomalies["duplicate"].as_u64().unwrap(), "duplicate");
+    let anomalies = run["anomalies"].clone();
+    eprintln!(
+        "{args:?}: psql {} committed; recount {} records: lost {lost}, ghost {ghost}, duplicate {duplicate}; \
+         dualwrite: {anomalies}",
+        committed.len(),
+        records.len()
+    );
+    assert_eq!(lost, anomalies["lost"].as_u64().unwrap(), "lost, {args:?}");
+    assert_eq!(ghost, anomalies["ghost"].as_u64().unwrap(), "ghost, {args:?}");
+    assert_eq!(duplicate, anomalies["duplicate"].as_u64().unwrap(), "duplicate, {args:?}");
     // The examples are real order ids of the class they illustrate.
-    for example in run["examples"]["lost"].as_array().unwrap() {
+    for example in run["examples"]["lost"].as_array().into_iter().flatten() {
         let id = example.as_str().unwrap();
-        assert!(committed.contains(id) && !seen.contains_key(id), "{id}");
+        assert!(committed.contains(id) && !seen.contains_key(id), "lost example {id}");
+    }
+    for example in run["examples"]["ghost"].as_array().into_iter().flatten() {
+        let id = example.as_str().unwrap();
+        assert!(!committed.contains(id) && seen.contains_key(id), "ghost example {id}");
+    }
+    for example in run["examples"]["duplicate"].as_array().into_iter().flatten() {
+        let id = example.as_str().unwrap();
+        assert!(seen.get(id).is_some_and(|n| *n > 1), "duplicate example {id}");
     }
 
     psql(&format!("DROP SCHEMA \"{schema}\" CASCADE"));
+    anomalies
+}
+
+/// naive under kafka-resets: events lost, and the recount finds the same ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_events_match_psql_and_a_console_consumer() {
+    let world = ExternalProxy::start().await;
+    let anomalies = tokio::task::spawn_blocking(move || {
+        let anomalies =
+            run_and_recount(&world, &["naive", "--scenario", "kafka-resets", "--seed", "1", "--duration", "10s"]);
+        drop(world);
+        anomalies
+    })
+    .await
+    .unwrap();
+    assert!(anomalies["lost"].as_u64().unwrap() > 0, "kafka-resets should lose naive's events: {anomalies}");
+}
+
+/// The Ctrl-C test finds its run's schema as the one new `dw_publish_in_tx_*`
+/// schema; the ghost test creates one too, so the two take turns.
+static PUBLISH_IN_TX: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// publish-in-tx under postgres-resets: ghosts (published, never committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ghosts_match_psql_and_a_console_consumer() {
+    let _turn = PUBLISH_IN_TX.lock().await;
+    let world = ExternalProxy::start().await;
+    let anomalies = tokio::task::spawn_blocking(move || {
+        let anomalies = run_and_recount(
+            &world,
+            &["publish-in-tx", "--scenario", "postgres-resets", "--seed", "3", "--duration", "15s"],
+        );
+        drop(world);
+        anomalies
+    })
+    .await
+    .unwrap();
+    assert!(anomalies["ghost"].as_u64().unwrap() > 0, "postgres-resets should leave publish-in-tx ghosts: {anomalies}");
+}
+
+/// outbox under relay-crash: duplicates (published, the mark lost with the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_match_psql_and_a_console_consumer() {
+    let world = ExternalProxy::start().await;
+    let anomalies = tokio::task::spawn_blocking(move || {
+        let anomalies =
+            run_and_recount(&world, &["outbox", "--scenario", "relay-crash", "--seed", "1", "--duration", "15s"]);
+        drop(world);
+        anomalies
+    })
+    .await
+    .unwrap();
+    assert!(anomalies["duplicate"].as_u64().unwrap() > 0, "relay-crash should duplicate outbox events: {anomalies}");
+    assert_eq!(anomalies["lost"].as_u64(), Some(0), "the outbox loses nothing: {anomalies}");
 }
 
 /// Ctrl-C during a fault window: the run heals the (external) proxy before
@@ -158,7 +199,8 @@ async fn every_figure_matches_psql_and_a_console_consumer() {
 /// the proxy is then healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_in_a_fault_window_leaves_no_fault_behind() {
-    let world = World::start().await;
+    let _turn = PUBLISH_IN_TX.lock().await;
+    let world = ExternalProxy::start().await;
     let schemas = || -> HashSet<String> {
         psql("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'dw\\_publish\\_in\\_tx\\_%'")
             .lines()

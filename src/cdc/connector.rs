@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pgoutput::{self, DecodeError, Insert, PgOutput, Relations};
 use super::Capture;
+use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::event::StockChanged;
 use crate::history::{OrderId, Outcome, Told};
@@ -84,6 +85,10 @@ pub struct ConnectorConfig {
     pub host: String,
     pub port: u16,
     pub user: String,
+    /// The password of `--database-url` (or PGPASSWORD / ~/.pgpass, which
+    /// sqlx reads when the URL has none): the connector authenticates as
+    /// the app does.
+    pub password: Password,
     pub database: String,
     /// The replication slot and the publication (the run's schema's name).
     pub slot: String,
@@ -101,12 +106,38 @@ impl ConnectorConfig {
             host: relay.ip().to_string(),
             port: relay.port(),
             user: env.db.get_username().to_string(),
+            password: Password::of(&env.db),
             // libpq's default: a database named after the user.
             database: env.db.get_database().unwrap_or(env.db.get_username()).to_string(),
             slot: super::slot_name(env).to_string(),
             schema: env.schema.clone(),
             capture: Capture::of(env).expect("a connector runs for CDC strategies only"),
         }
+    }
+}
+
+/// A database password, kept out of logs and `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The password sqlx would send for `options`. sqlx does not expose it
+    /// directly; its URL form carries it, percent-encoded.
+    pub fn of(options: &sqlx::postgres::PgConnectOptions) -> Password {
+        use sqlx::ConnectOptions;
+        let url = options.to_url_lossy();
+        let decoded = url.password().map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+        Password(decoded.unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "(none)" } else { "(redacted)" })
     }
 }
 
@@ -131,6 +162,9 @@ struct LedgerState {
     sessions: u64,
     /// Why the last session failed, until one streams again.
     last_error: Option<String>,
+    /// Per product (lane), why its event's last publish did not succeed,
+    /// until the broker acknowledges it.
+    failing_publishes: HashMap<String, String>,
 }
 
 impl Ledger {
@@ -171,9 +205,23 @@ impl Ledger {
         self.lock().sessions
     }
 
-    /// Why the connector's last session failed, if it is not streaming now.
+    /// Why the connector is not making progress, if it is not: its last
+    /// session's error while it cannot stream, else the last error of a
+    /// publish still waiting to be retried.
     pub fn last_error(&self) -> Option<String> {
-        self.lock().last_error.clone()
+        let state = self.lock();
+        if let Some(error) = &state.last_error {
+            return Some(format!("the connector could not stream the WAL: {error}"));
+        }
+        let (key, error) = state.failing_publishes.iter().min_by(|a, b| a.0.cmp(b.0))?;
+        Some(format!(
+            "the connector's publishes are failing ({} product(s); key {key}: {error})",
+            state.failing_publishes.len()
+        ))
+    }
+
+    fn publish_failed(&self, key: &str, error: Option<&str>) {
+        self.lock().failing_publishes.insert(key.to_string(), error.unwrap_or("no error reported").to_string());
     }
 
     /// Test hook: while `hold` is true the connector keeps publishing but
@@ -189,8 +237,9 @@ impl Ledger {
         self.hold_acks.load(Ordering::SeqCst)
     }
 
-    fn delivered(&self, order: Option<OrderId>) {
+    fn delivered(&self, key: &str, order: Option<OrderId>) {
         let mut state = self.lock();
+        state.failing_publishes.remove(key);
         state.deliveries += 1;
         if let Some(id) = order {
             state.acknowledged.insert(id);
@@ -253,6 +302,16 @@ impl Connector {
     /// What the broker acknowledged so far, and the test hook.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+
+    /// Why the connector is not making progress, if it is not (see
+    /// [`Ledger::last_error`]), with its producer's replacements, if any.
+    pub fn last_error(&self) -> Option<String> {
+        let error = self.ledger.last_error()?;
+        Some(match &self.running {
+            Some(running) => running.publisher.with_rebuilds(error),
+            None => error,
+        })
     }
 
     /// The process-death imitation: see the module doc.
@@ -406,7 +465,7 @@ async fn run(config: Arc<ConnectorConfig>, ledger: Arc<Ledger>, publisher: Arc<P
         ledger.lock().last_error = Some(log_session_error(&config.slot, &e, failures));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff(failures)) => {}
+            _ = tokio::time::sleep(Backoff::BACKGROUND.after(failures)) => {}
         }
     }
 }
@@ -436,6 +495,8 @@ async fn stream(
         let mut state = ledger.lock();
         state.sessions += 1;
         state.last_error = None;
+        // A new session publishes everything unconfirmed afresh.
+        state.failing_publishes.clear();
     }
     *failures = 0;
     tracing::debug!(slot = %config.slot, from = %resume, "replication session started");
@@ -631,6 +692,7 @@ impl<'p> Pipeline<'p> {
             // At debug level: during an injected Kafka fault this is the
             // expected behaviour, not news (`-vv` shows it).
             head.failures += 1;
+            ledger.publish_failed(&done.key, done.told.error.as_deref());
             tracing::debug!(
                 key = %done.key,
                 attempt = head.failures,
@@ -643,7 +705,7 @@ impl<'p> Pipeline<'p> {
         }
         // Acknowledged: the lane's next event may go.
         let acknowledged = lane.pop_front().expect("checked above");
-        ledger.delivered(acknowledged.event.order);
+        ledger.delivered(&done.key, acknowledged.event.order);
         self.waiting -= 1;
         match lane.front() {
             Some(next) => send(&self.in_flight, self.publisher, next),
@@ -670,7 +732,7 @@ impl<'p> Pipeline<'p> {
 /// Starts publishing a lane's head.
 fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, publisher: &'p Publisher, waiting: &Waiting) {
     let Outgoing { key, payload, .. } = waiting.event.clone();
-    let pause = (waiting.failures > 0).then(|| backoff(waiting.failures));
+    let pause = (waiting.failures > 0).then(|| Backoff::BACKGROUND.after(waiting.failures));
     in_flight.push(Box::pin(async move {
         if let Some(pause) = pause {
             tokio::time::sleep(pause).await;
@@ -737,9 +799,9 @@ impl Session {
         let replication = ReplicationConfig::new(
             config.host.clone(),
             config.user.clone(),
-            // Env carries no password (sqlx does not expose it): trust or
-            // peer authentication only, as `make setup` configures.
-            String::new(),
+            // Empty when there is none: trust authentication, as `make
+            // setup` configures for loopback.
+            config.password.0.clone(),
             config.database.clone(),
             config.slot.clone(),
             config.slot.clone(),
@@ -777,11 +839,6 @@ impl Drop for Session {
     }
 }
 
-/// 100 ms, doubling, at most 2 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.saturating_sub(1).min(5))).min(Duration::from_secs(2))
-}
-
 /// Logs a failed session and returns its error chain.
 fn log_session_error(slot: &str, error: &SessionError, failures: u32) -> String {
     let mut chain = error.to_string();
@@ -813,6 +870,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 5432,
             user: "postgres".into(),
+            password: Password::default(),
             database: "postgres".into(),
             slot: "dw_cdc_test".into(),
             schema: "dw_cdc_test".into(),
@@ -834,6 +892,17 @@ mod tests {
     }
 
     const ORDER: &str = "6f1c2a4e-0000-4000-8000-00000000002a";
+
+    #[test]
+    fn the_password_is_the_urls_decoded_and_never_printed() {
+        let options = crate::db::parse_url("postgres://dw:s%40cret%2F1@127.0.0.1:5432/postgres").unwrap();
+        let password = Password::of(&options);
+        assert_eq!(password, Password::new("s@cret/1"));
+        assert_eq!(format!("{password:?}"), "(redacted)");
+        let mut config = config(Capture::Orders);
+        config.password = password;
+        assert!(!format!("{config:?}").contains("cret"), "{config:?}");
+    }
 
     #[test]
     fn an_orders_row_becomes_a_stock_changed_keyed_by_product() {
@@ -974,11 +1043,5 @@ mod tests {
         pipeline.committed(Lsn(10), vec![event("a")]);
         assert_eq!(pipeline.committed(Lsn(15), vec![]), None, "behind an unacknowledged event");
         assert_eq!(pipeline.published(ok("a"), &ledger), Some(Lsn(15)));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_two_seconds() {
-        let waits: Vec<u64> = (1..=7).map(|n| backoff(n).as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000]);
     }
 }

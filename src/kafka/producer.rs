@@ -32,16 +32,25 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<oneshot::Sender<Delivery>>;
+    type DeliveryOpaque = Box<oneshot::Sender<Report>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
-        let permanent = match result {
-            Ok(_) => false,
-            Err((error, _)) => is_permanent(error),
+        let (permanent, rejects_producer) = match result {
+            Ok(_) => (false, None),
+            Err((error, _)) => (is_permanent(error), rejects_the_producer(error).then(|| error.to_string())),
         };
+        let delivery = Delivery { told: classify_delivery(result), permanent };
         // The waiter may be gone (its writer crashed); nothing to tell then.
-        let _ = waiter.send(Delivery { told: classify_delivery(result), permanent });
+        let _ = waiter.send(Report { delivery, rejects_producer });
     }
+}
+
+/// What the delivery callback hands to the waiting publish.
+pub struct Report {
+    delivery: Delivery,
+    /// The broker refused the producer itself, not the message (see
+    /// [`rejects_the_producer`]): the error, for the rebuild's log.
+    rejects_producer: Option<String>,
 }
 
 /// A publish's outcome, and whether retrying it could ever succeed.
@@ -52,6 +61,24 @@ pub struct Delivery {
     /// large, invalid — so a retry would fail the same way. A relay moves such
     /// a row to its dead-letter table instead of retrying it forever.
     pub permanent: bool,
+}
+
+/// Broker errors that refuse the *producer* — its id and epoch — rather
+/// than the message, so that every later message from it fails the same way.
+///
+/// librdkafka raises these as fatal only for a transactional producer. For
+/// an idempotent one it fails the batch (`NOT_PERSISTED`) and bumps its own
+/// epoch (KIP-360: after message timeouts and sequence gaps it increments the
+/// epoch locally, without asking the broker, and resets its sequences). A
+/// Kafka broker accepts the higher epoch; a broker that does not (tansu
+/// 0.6.0: `ProducerFenced` from its memory engine, `InvalidProducerEpoch` from
+/// its SQL engines) refuses every later batch, librdkafka bumps again, and
+/// the producer never delivers anything more — without ever reporting a
+/// fatal error. Either way the identity is dead and a new producer (a new
+/// InitProducerId) is the way out.
+fn rejects_the_producer(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(error.rdkafka_error_code(), Some(Code::ProducerFenced | Code::InvalidProducerEpoch))
 }
 
 /// Errors that no retry can fix.
@@ -106,14 +133,35 @@ pub struct PublisherConfig {
     pub client_id: String,
 }
 
-/// An idempotent producer for one topic.
+/// An idempotent producer for one topic, replaced when it dies.
 ///
-/// If librdkafka reports a fatal error (an idempotent producer can, after
-/// some broker errors), every later publish would fail; the producer is then
-/// rebuilt, as an application would restart its client.
+/// A producer can die in two ways, and in both every later publish would
+/// fail for ever:
+///
+/// - librdkafka raises a *fatal error* ([`Client::fatal_error`]), e.g. a
+///   sequence desynchronisation it cannot repair: it then refuses every new
+///   message and purges its queue (`__PURGE_QUEUE`, classified `Fail`);
+/// - the broker refuses the producer's id or epoch on every batch (see
+///   [`rejects_the_producer`]) while librdkafka, which does not consider that
+///   fatal, keeps trying.
+///
+/// Either way each publish still gets its own outcome in the history — what
+/// librdkafka reported for *that* message — and the next publish goes to a
+/// new producer, built as an application would restart its client. The old
+/// one lives on only until the publishes still waiting on it have their
+/// reports.
+///
+/// [`Client::fatal_error`]: rdkafka::client::Client::fatal_error
 pub struct Publisher {
     config: PublisherConfig,
     producer: Mutex<Arc<ThreadedProducer<DeliveryContext>>>,
+    /// Producers replaced so far, and why the last one was.
+    rebuilds: Mutex<(u64, Option<String>)>,
+    /// Replaced producers that publishes may still be waiting on. Dropping
+    /// librdkafka's producer blocks (it purges, flushes for up to 500 ms and
+    /// joins its thread), so the last handle is dropped here, off the async
+    /// threads, rather than by whichever publish happens to finish last.
+    retired: Mutex<Vec<Arc<ThreadedProducer<DeliveryContext>>>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -152,7 +200,31 @@ fn build(config: &PublisherConfig) -> Result<ThreadedProducer<DeliveryContext>> 
 impl Publisher {
     pub fn new(config: PublisherConfig) -> Result<Publisher> {
         let producer = build(&config)?;
-        Ok(Publisher { config, producer: Mutex::new(Arc::new(producer)) })
+        Ok(Publisher {
+            config,
+            producer: Mutex::new(Arc::new(producer)),
+            rebuilds: Mutex::new((0, None)),
+            retired: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many times the producer was replaced, and why the last time.
+    pub fn rebuilds(&self) -> (u64, Option<String>) {
+        self.rebuilds.lock().expect("rebuilds mutex poisoned").clone()
+    }
+
+    /// `error`, followed by the producer's replacements, if there were any:
+    /// what a drain report says about a component that did not catch up.
+    pub fn with_rebuilds(&self, error: String) -> String {
+        match self.rebuilds() {
+            (0, _) => error,
+            (n, why) => {
+                format!(
+                    "{error}; its Kafka producer was replaced {n} time(s), last because {}",
+                    why.unwrap_or_default()
+                )
+            }
+        }
     }
 
     pub fn topic(&self) -> &str {
@@ -172,44 +244,83 @@ impl Publisher {
     /// [`Publisher::publish`], also saying whether a failure is permanent.
     pub async fn publish_detailed(&self, key: &str, payload: &[u8]) -> Delivery {
         let producer = self.current();
-        let (waiter, report) = oneshot::channel();
+        let (waiter, report) = oneshot::channel::<Report>();
         let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(waiter)).key(key).payload(payload);
         if let Err((error, _record)) = producer.send(record) {
             // Refused before it was queued (too large, queue full, fatal
             // producer state): nothing left this process.
-            self.rebuild_if_fatal(&producer);
+            self.replace_if_dead(&producer, None);
             let permanent = is_permanent(&error);
             return Delivery { told: Told::fail(error), permanent };
         }
         // librdkafka reports every message within message.timeout.ms; the
         // margin covers a report that is itself slow to arrive.
         let bound = self.config.publish_timeout + Duration::from_secs(5);
-        let delivery = match tokio::time::timeout(bound, report).await {
-            Ok(Ok(delivery)) => delivery,
-            Ok(Err(_)) => Delivery {
-                told: Told::unknown("the producer was closed before it reported the delivery"),
-                permanent: false,
-            },
-            Err(_) => {
-                Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false }
-            }
+        let (delivery, rejects_producer) = match tokio::time::timeout(bound, report).await {
+            Ok(Ok(Report { delivery, rejects_producer })) => (delivery, rejects_producer),
+            Ok(Err(_)) => (
+                Delivery {
+                    told: Told::unknown("the producer was closed before it reported the delivery"),
+                    permanent: false,
+                },
+                None,
+            ),
+            Err(_) => (
+                Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false },
+                None,
+            ),
         };
         if delivery.told.outcome != crate::history::Outcome::Ok {
-            self.rebuild_if_fatal(&producer);
+            self.replace_if_dead(&producer, rejects_producer);
         }
         delivery
     }
 
-    fn rebuild_if_fatal(&self, producer: &Arc<ThreadedProducer<DeliveryContext>>) {
-        if let Some((code, reason)) = producer.client().fatal_error() {
-            tracing::warn!(?code, %reason, "the Kafka producer hit a fatal error; rebuilding it");
-            let mut current = self.producer.lock().expect("producer mutex poisoned");
-            if Arc::ptr_eq(&current, producer) {
-                match build(&self.config) {
-                    Ok(fresh) => *current = Arc::new(fresh),
-                    Err(e) => tracing::error!("cannot rebuild the Kafka producer: {e:#}"),
-                }
+    /// Builds a new producer if `producer` is dead: librdkafka says it hit a
+    /// fatal error, or the broker refused it as a producer (`rejected`).
+    /// Only the first publish to notice replaces it; the others find it
+    /// replaced already.
+    fn replace_if_dead(&self, producer: &Arc<ThreadedProducer<DeliveryContext>>, rejected: Option<String>) {
+        let why = match producer.client().fatal_error() {
+            Some((code, reason)) => format!("librdkafka raised a fatal error ({code:?}: {reason})"),
+            None => match rejected {
+                Some(error) => format!("the broker refused the producer's id or epoch ({error})"),
+                None => return,
+            },
+        };
+        let mut current = self.producer.lock().expect("producer mutex poisoned");
+        if !Arc::ptr_eq(&current, producer) {
+            return;
+        }
+        tracing::warn!(client = %self.config.client_id, "the Kafka producer is dead: {why}; building a new one");
+        match build(&self.config) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut *current, Arc::new(fresh));
+                drop(current);
+                let mut rebuilds = self.rebuilds.lock().expect("rebuilds mutex poisoned");
+                rebuilds.0 += 1;
+                rebuilds.1 = Some(why);
+                drop(rebuilds);
+                self.retire(old);
             }
+            // The next failed publish tries again.
+            Err(e) => tracing::error!("cannot build a new Kafka producer: {e:#}"),
+        }
+    }
+
+    /// Keeps `old` until no publish holds it; drops those nobody holds any more.
+    fn retire(&self, old: Arc<ThreadedProducer<DeliveryContext>>) {
+        let mut retired = self.retired.lock().expect("retired mutex poisoned");
+        retired.push(old);
+        let (idle, busy): (Vec<_>, Vec<_>) = retired.drain(..).partition(|p| Arc::strong_count(p) == 1);
+        *retired = busy;
+        drop(retired);
+        if idle.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(idle))),
+            Err(_) => drop(idle),
         }
     }
 
@@ -224,5 +335,29 @@ impl Publisher {
     /// Waits up to `limit` for queued messages to be delivered.
     pub fn flush(&self, limit: Duration) {
         let _ = self.current().flush(limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn a_refused_producer_id_or_epoch_kills_the_producer_and_nothing_else_does() {
+        let error = |code| KafkaError::MessageProduction(code);
+        assert!(rejects_the_producer(&error(Code::ProducerFenced)));
+        assert!(rejects_the_producer(&error(Code::InvalidProducerEpoch)));
+        // Faults of the link or of one message: the producer lives on.
+        for code in [
+            Code::MessageTimedOut,
+            Code::BrokerTransportFailure,
+            Code::MessageSizeTooLarge,
+            Code::NotLeaderForPartition,
+        ] {
+            assert!(!rejects_the_producer(&error(code)), "{code:?}");
+        }
+        assert!(is_permanent(&error(Code::MessageSizeTooLarge)) && !is_permanent(&error(Code::ProducerFenced)));
     }
 }

@@ -85,12 +85,15 @@ impl Background {
         tokio::time::timeout(BACKLOG_LIMIT, check).await.unwrap_or(false)
     }
 
-    /// Why the component cannot make progress, if it is failing right now
-    /// (the CDC connector's last replication error).
+    /// Why the component is not making progress, if it is failing right
+    /// now: the relay's last failed pass, the connector's replication or
+    /// publish error — each with its Kafka producer's replacements, if any.
+    /// A sentence naming the component, for the drain report.
     pub fn last_error(&self) -> Option<String> {
         match self {
-            Background::Connector(c) => c.ledger().last_error(),
-            Background::None | Background::Relay(_) => None,
+            Background::None => None,
+            Background::Relay(relays) => relays.last_error().map(|e| format!("the relay: {e}")),
+            Background::Connector(c) => c.last_error(),
         }
     }
 

@@ -3,10 +3,18 @@
 //!
 //! Every run gets its own fault proxy, its own broker (embedded, or a tansu
 //! process of its own) and its own namespace, so tests run in parallel.
+//! Backends ([`Backend`]): the embedded broker and built-in proxy; tansu
+//! behind the built-in proxy; tansu behind an external proxy process driven
+//! over HTTP ([`ExternalProxy`]); and, with `--features testcontainers` and a
+//! Docker engine, PostgreSQL, Redis, Redpanda and Toxiproxy containers
+//! ([`containers`]).
 
 #![allow(dead_code)]
 
 pub mod process;
+#[cfg(feature = "testcontainers")]
+pub mod containers;
+pub mod scram;
 pub mod stage;
 pub mod throwaway;
 
@@ -28,8 +36,28 @@ use dualwrite::strategy::Strategy;
 pub enum Backend {
     /// librdkafka's mock cluster, in-process.
     Embedded,
-    /// A tansu process of the test's own.
+    /// A tansu process of the test's own, behind the built-in proxy.
     Tansu,
+    /// A tansu process behind an external fault proxy: a `dualwrite
+    /// toxiproxy` process of the test's own, reached over HTTP with
+    /// `--toxiproxy` as a real Toxiproxy would be.
+    TansuExternalProxy,
+    /// PostgreSQL, Redis, Redpanda and Toxiproxy in containers
+    /// (`--features testcontainers`, needs a Docker engine).
+    #[cfg(feature = "testcontainers")]
+    Containers,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Tansu => "tansu",
+            Backend::TansuExternalProxy => "tansu+external-proxy",
+            #[cfg(feature = "testcontainers")]
+            Backend::Containers => "containers",
+        }
+    }
 }
 
 /// A port that was free a moment ago.
@@ -65,32 +93,57 @@ pub struct Tansu {
     pub advertised: SocketAddr,
 }
 
+/// The storage engine every test broker uses. `memory://` (the dynostore
+/// feature): see the README's "dualwrite found it" for why this one, and
+/// what is wrong with each of tansu's engines.
+pub const TANSU_STORAGE: &str = "memory://tansu/";
+
 impl Tansu {
     /// Starts tansu on a free port, advertising `advertise` (the address
     /// clients must come back through: a proxy's kafka link), or itself.
     pub fn start(advertise: Option<SocketAddr>) -> Tansu {
-        let port = free_port();
-        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        Tansu::start_on(port, advertise.unwrap_or(listen))
+        for _ in 0..5 {
+            let port = free_port();
+            let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if let Some(tansu) = Tansu::try_start_on(port, advertise.unwrap_or(listen)) {
+                return tansu;
+            }
+        }
+        panic!("tansu could not get a free port in 5 tries");
     }
 
     /// Starts tansu on `port`, advertising `advertised`.
     pub fn start_on(port: u16, advertised: SocketAddr) -> Tansu {
+        Tansu::try_start_on(port, advertised).unwrap_or_else(|| panic!("tansu could not listen on port {port}"))
+    }
+
+    /// Starts tansu on `port`, advertising `advertised`; `None` if it
+    /// exited instead (the port, free a moment ago, was taken meanwhile by
+    /// a parallel test — whose broker then answers the connect check, which
+    /// is why the process itself is checked too).
+    pub fn try_start_on(port: u16, advertised: SocketAddr) -> Option<Tansu> {
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(tansu_bin())
+        let mut child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &format!("tcp://{listen}")])
             .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", TANSU_STORAGE])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
         let started = Instant::now();
         while std::net::TcpStream::connect(listen).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "tansu did not listen on {listen}");
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not listen on {listen} within 20 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tansu { child, listen, advertised }
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(Tansu { child, listen, advertised })
     }
 }
 
@@ -98,6 +151,89 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A fault proxy in a process of its own (`dualwrite toxiproxy`), driven
+/// over HTTP like a real Toxiproxy, with dualwrite's four links, and a
+/// tansu broker behind its `kafka` link, advertising that link.
+pub struct ExternalProxy {
+    proxy: Child,
+    /// The proxy's API, for `--toxiproxy`.
+    pub api: String,
+    pub client: dualwrite::proxy::ToxiproxyClient,
+    pub kafka_link: SocketAddr,
+    pub postgres_link: SocketAddr,
+    pub tansu: Tansu,
+}
+
+impl ExternalProxy {
+    pub async fn start() -> ExternalProxy {
+        for _ in 0..5 {
+            if let Some(external) = ExternalProxy::try_start().await {
+                return external;
+            }
+        }
+        panic!("no free ports for an external proxy and a broker in 5 tries");
+    }
+
+    /// One attempt; `None` if a port chosen free was taken meanwhile.
+    async fn try_start() -> Option<ExternalProxy> {
+        use dualwrite::proxy::{ProxyConfig, ToxiproxyClient};
+        let api_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut proxy = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["toxiproxy", "--listen", &api_addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start `dualwrite toxiproxy`");
+        let api = format!("http://{api_addr}");
+        let client = ToxiproxyClient::new(&api).unwrap();
+        let started = Instant::now();
+        while client.version().await.is_err() {
+            if proxy.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = proxy.kill();
+                panic!("dualwrite toxiproxy did not answer on {api} within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Our process, and a fresh one: not a parallel test's proxy that
+        // happens to have taken the port.
+        if proxy.try_wait().unwrap().is_some() || !client.proxies().await.map(|p| p.is_empty()).unwrap_or(false) {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return None;
+        }
+        // tansu must advertise the kafka link, so the link is made first,
+        // pointing at the port tansu is about to listen on.
+        let tansu_port = free_port();
+        let infos = client
+            .populate(&[
+                ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"),
+                ProxyConfig::new("postgres_relay", "127.0.0.1:0", "127.0.0.1:5432"),
+                ProxyConfig::new("redis", "127.0.0.1:0", "127.0.0.1:6379"),
+                ProxyConfig::new("kafka", "127.0.0.1:0", format!("127.0.0.1:{tansu_port}")),
+            ])
+            .await
+            .unwrap();
+        let link = |name: &str| infos.iter().find(|i| i.name == name).unwrap().listen_addr().unwrap();
+        let kafka_link = link("kafka");
+        let Some(tansu) = tokio::task::block_in_place(|| Tansu::try_start_on(tansu_port, kafka_link)) else {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return None;
+        };
+        Some(ExternalProxy { proxy, api, client, kafka_link, postgres_link: link("postgres"), tansu })
+    }
+}
+
+impl Drop for ExternalProxy {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
     }
 }
 
@@ -147,17 +283,33 @@ impl RunSpec {
             .with_test_writer()
             .try_init();
         let mut services = Services::local();
-        let tansu = match self.backend {
-            Backend::Embedded => None,
+        // Whatever the backend started; dropped (stopped) after the run.
+        let mut _tansu = None;
+        let mut _external = None;
+        #[cfg(feature = "testcontainers")]
+        let mut _containers = None;
+        match self.backend {
+            Backend::Embedded => {}
             Backend::Tansu => {
                 // The kafka link listens where tansu says clients must come back.
                 let link: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
                 let tansu = Tansu::start(Some(link));
                 services.brokers = Some(tansu.listen.to_string());
                 services.kafka_proxy_listen = Some(link);
-                Some(tansu)
+                _tansu = Some(tansu);
             }
-        };
+            Backend::TansuExternalProxy => {
+                let external = ExternalProxy::start().await;
+                services.toxiproxy = Some(external.api.clone());
+                _external = Some(external);
+            }
+            #[cfg(feature = "testcontainers")]
+            Backend::Containers => {
+                let stack = containers::Stack::start().await;
+                services = stack.services();
+                _containers = Some(stack);
+            }
+        }
         let scenario = Arc::new(Scenario::load(&self.scenario).expect("a built-in scenario"));
         let workload = Workload {
             seed: self.seed,
@@ -180,8 +332,9 @@ impl RunSpec {
         let infra = Infra::start(&services).await.expect("the services are reachable (`make setup-tests`)");
         let result = runner::run(&infra, &plan, &Progress::hidden(), &dualwrite::signals::Interrupt::new()).await;
         infra.shutdown().await;
-        drop(tansu);
-        result.unwrap_or_else(|e| panic!("{} under {} failed: {e:#}", self.strategy, self.scenario))
+        result.unwrap_or_else(|e| {
+            panic!("{} under {} on {} failed: {e:#}", self.strategy, self.scenario, self.backend.name())
+        })
     }
 }
 

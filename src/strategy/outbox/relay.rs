@@ -31,7 +31,7 @@
 //! fault like any other. While Kafka is down it retries with backoff and
 //! never skips a row.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -39,6 +39,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
 use tokio::task::JoinHandle;
 
+use crate::backoff::{Backoff, Retry};
 use crate::config::Tuning;
 use crate::db::{self, AppDb, DbError};
 use crate::error::Result;
@@ -49,9 +50,6 @@ use crate::strategy::Env;
 
 /// Rows claimed per pass.
 pub const BATCH: i64 = 100;
-/// Backoff between failed passes: from MIN, doubling, up to MAX.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +69,10 @@ pub struct Relay {
     /// The NOTIFY channel: the run's schema name (see migrations/0002_outbox.sql).
     channel: String,
     poll: Duration,
+    /// Why the last pass left rows behind (a Kafka publish error or a
+    /// database error), until a pass leaves none: what the drain report
+    /// names when the relay did not catch up.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Relay {
@@ -85,21 +87,50 @@ impl Relay {
             publisher: env.publisher(name)?,
             channel: env.schema.clone(),
             poll: env.tuning.relay_poll,
+            last_error: Mutex::new(None),
         })
+    }
+
+    /// Why the last pass left rows behind, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("relay mutex poisoned").clone()
+    }
+
+    fn note(&self, error: Option<String>) {
+        *self.last_error.lock().expect("relay mutex poisoned") = error;
     }
 
     /// One pass: claim, publish, mark — in one transaction.
     pub async fn publish_batch(&self) -> std::result::Result<Pass, DbError> {
-        let mut conn = self.db.acquire().await?;
+        let acquired = self.db.acquire().await;
+        let mut conn = match acquired {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.note(Some(format!("the relay's database: {e}")));
+                return Err(e);
+            }
+        };
         let result = self.publish_batch_on(&mut conn).await;
-        if let Err(e) = &result {
-            // A connection that timed out or was reset may be mid-reply.
-            AppDb::release_on_error(&mut conn, e);
+        match &result {
+            // Rows left for the next pass: say why (the first error seen).
+            Ok((pass, first_error)) if pass.retry > 0 => self.note(Some(format!(
+                "Kafka did not acknowledge {} of {} outbox rows: {}",
+                pass.retry,
+                pass.claimed,
+                first_error.as_deref().unwrap_or("no error reported")
+            ))),
+            Ok(_) => self.note(None),
+            Err(e) => {
+                self.note(Some(format!("the relay's database: {e}")));
+                // A connection that timed out or was reset may be mid-reply.
+                AppDb::release_on_error(&mut conn, e);
+            }
         }
-        result
+        result.map(|(pass, _)| pass)
     }
 
-    async fn publish_batch_on(&self, conn: &mut PgConnection) -> std::result::Result<Pass, DbError> {
+    /// A pass on `conn`, and the first publish error it met, if any.
+    async fn publish_batch_on(&self, conn: &mut PgConnection) -> std::result::Result<(Pass, Option<String>), DbError> {
         // The transaction lives until the commit below: the claim's row
         // locks with it. If anything fails before the commit, the server
         // rolls it back and the rows are simply still unpublished.
@@ -114,7 +145,7 @@ impl Relay {
         .await?;
         if rows.is_empty() {
             self.db.commit(tx).await?;
-            return Ok(Pass::default());
+            return Ok((Pass::default(), None));
         }
         let rows: Vec<(uuid::Uuid, String, String)> =
             rows.iter().map(|r| (r.get("id"), r.get("aggregateid"), r.get("payload"))).collect();
@@ -130,6 +161,7 @@ impl Relay {
         let mut pass = Pass { claimed: rows.len(), ..Pass::default() };
         let mut acknowledged = Vec::new();
         let mut refused = Vec::new();
+        let mut first_error = None;
         for ((id, _, _), delivery) in rows.iter().zip(deliveries) {
             match delivery.told.outcome {
                 Outcome::Ok => acknowledged.push(*id),
@@ -138,7 +170,12 @@ impl Relay {
                 _ if delivery.permanent => refused.push((*id, delivery.told.error.unwrap_or_default())),
                 // Fail or Unknown: not acknowledged, so not marked. The next
                 // pass publishes it again (after an Unknown, possibly twice).
-                _ => pass.retry += 1,
+                // If the producer itself died (fenced, fatal), the publisher
+                // has already built a new one for that next pass.
+                _ => {
+                    pass.retry += 1;
+                    first_error = first_error.or(delivery.told.error);
+                }
             }
         }
 
@@ -165,7 +202,7 @@ impl Relay {
         tracing::debug!("relay: marks committed");
         pass.published = acknowledged.len();
         pass.dead_lettered = refused.len();
-        Ok(pass)
+        Ok((pass, first_error))
     }
 
     /// Waits for a NOTIFY from a committed outbox row, or the poll interval.
@@ -198,28 +235,28 @@ impl Relay {
         // A relay claims nothing before its producer can publish: rows it
         // claimed would otherwise sit locked while the client starts.
         self.publisher.warm_up(Duration::from_secs(10)).await;
-        let mut backoff = BACKOFF_MIN;
+        let mut retry = Retry::new(Backoff::BACKGROUND);
         let mut listener = None;
         loop {
             match self.publish_batch().await {
                 // Kafka did not acknowledge some rows: wait, then retry them.
                 Ok(pass) if pass.retry > 0 => {
-                    tracing::info!("relay: {} outbox rows not acknowledged; retrying in {backoff:?}", pass.retry);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let wait = retry.failed();
+                    tracing::info!("relay: {} outbox rows not acknowledged; retrying in {wait:?}", pass.retry);
+                    tokio::time::sleep(wait).await;
                 }
                 // A full batch: more rows are probably waiting.
-                Ok(pass) if pass.claimed as i64 == BATCH => backoff = BACKOFF_MIN,
+                Ok(pass) if pass.claimed as i64 == BATCH => retry.succeeded(),
                 // Caught up: sleep until the next commit (or poll).
                 Ok(_) => {
-                    backoff = BACKOFF_MIN;
+                    retry.succeeded();
                     self.wait_for_work(&mut listener).await;
                 }
                 // The database failed (a fault on postgres_relay): retry.
                 Err(e) => {
-                    tracing::info!("relay: pass failed ({e}); retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let wait = retry.failed();
+                    tracing::info!("relay: pass failed ({e}); retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -273,6 +310,12 @@ impl Relays {
         self.relays = std::mem::take(&mut fresh.relays);
         self.tasks = std::mem::take(&mut fresh.tasks);
         Ok(())
+    }
+
+    /// Why a relay's last pass left rows behind, if one's did: the first
+    /// relay with an error, and how many times its producer was replaced.
+    pub fn last_error(&self) -> Option<String> {
+        self.relays.iter().find_map(|relay| relay.last_error().map(|e| relay.publisher.with_rebuilds(e)))
     }
 
     /// What is left to publish, read directly. An error is kept: a backlog
