@@ -28,6 +28,10 @@ struct Shared {
     state: DownstreamState,
     /// Per partition, the offset of the next record to read.
     next_offsets: BTreeMap<i32, i64>,
+    /// Per partition, where the broker last signalled its end (a fetch
+    /// answered with a high watermark equal to the fetch position), until a
+    /// record arrives after it.
+    end_at: BTreeMap<i32, i64>,
     /// The last error while consuming, for the drain report.
     last_error: Option<String>,
 }
@@ -76,6 +80,7 @@ impl Downstream {
                     Ok(message) => record(&shared, &message, clock),
                     Err(KafkaError::PartitionEOF(p)) => {
                         at_end.insert(p);
+                        reached_end(&shared, p);
                     }
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                 }
@@ -101,12 +106,16 @@ impl Downstream {
     }
 
     /// True when, for every partition in `high_watermarks`, the consumer has
-    /// read up to the watermark.
+    /// read up to the watermark *and* the broker's fetch has signalled the
+    /// partition's end where the consumer is. Both: the watermark a broker
+    /// answers to ListOffsets can be below what it holds (tansu 0.6.0, see
+    /// the README), and the end signal alone may be an old one.
     pub fn caught_up(&self, high_watermarks: &BTreeMap<i32, i64>) -> bool {
         let shared = self.shared.lock().expect("consumer mutex poisoned");
-        high_watermarks
-            .iter()
-            .all(|(p, high)| *high == 0 || shared.next_offsets.get(p).is_some_and(|next| next >= high))
+        high_watermarks.iter().all(|(p, high)| {
+            let next = shared.next_offsets.get(p).copied().unwrap_or(0);
+            next >= *high && shared.end_at.get(p) == Some(&next)
+        })
     }
 
     /// How far behind the consumer is, in records, for the drain report.
@@ -137,6 +146,7 @@ fn record(shared: &Mutex<Shared>, message: &impl Message, clock: Clock) {
     let record = topic::decode(message);
     let mut shared = shared.lock().expect("consumer mutex poisoned");
     shared.next_offsets.insert(message.partition(), message.offset() + 1);
+    shared.end_at.remove(&message.partition());
     shared.state.records += 1;
     let Ok(event) = record.event else { return };
     shared.state.first_seen.entry(event.order_id).or_insert(at);
@@ -147,12 +157,21 @@ fn record(shared: &Mutex<Shared>, message: &impl Message, clock: Clock) {
     }
 }
 
+/// Notes that the broker signalled the end of partition `p` where the
+/// consumer is now.
+fn reached_end(shared: &Mutex<Shared>, p: i32) {
+    let mut shared = shared.lock().expect("consumer mutex poisoned");
+    let next = shared.next_offsets.get(&p).copied().unwrap_or(0);
+    shared.end_at.insert(p, next);
+}
+
 async fn consume(consumer: StreamConsumer<crate::kafka::quiet::Quiet>, shared: Arc<Mutex<Shared>>, clock: Clock) {
     loop {
         match consumer.recv().await {
             Ok(message) => record(&shared, &message, clock),
-            // Reaching the end of a partition is news only at the start.
-            Err(KafkaError::PartitionEOF(_)) => {}
+            // The broker says the consumer is at the partition's end: what
+            // the drain waits for (see `caught_up`).
+            Err(KafkaError::PartitionEOF(p)) => reached_end(&shared, p),
             Err(e) => {
                 // librdkafka reconnects by itself; remember the error for the report.
                 shared.lock().expect("consumer mutex poisoned").last_error = Some(e.to_string());

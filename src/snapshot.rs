@@ -139,42 +139,53 @@ impl TopicRead {
     }
 
     /// What this read did not see, in words, one line per finding; empty
-    /// when, for every partition, it read each offset from 0 to the end the
-    /// broker signalled and its watermarks agree. Pure: the reconciler's
-    /// evidence check, and `kafka::topic::read_all`'s.
+    /// when, for every partition, it read each offset from the log's start
+    /// to the end the broker signalled. Pure: the reconciler's evidence
+    /// check, and `kafka::topic::read_all`'s.
     ///
     /// | finding | why the figures would be wrong without it |
     /// |---|---|
-    /// | low watermark above 0 | the broker deleted the oldest records (retention, the embedded broker's cap): their orders would count as lost |
+    /// | the log starts above offset 0 (the low watermark, and nothing served below it) | the broker deleted the oldest records (retention, the embedded broker's cap): their orders would count as lost |
     /// | offsets skipped | records between two that were read were never served |
     /// | no end signal | the read stopped (its time limit) before the partition's end |
     /// | high watermark above where the read stopped | records the broker says it holds were not read |
-    /// | records beyond the high watermark | the broker misreports its end, so nothing says the read reached it |
+    /// | records beyond the high watermark, and no end signal | nothing says the read reached the end |
+    ///
+    /// A broker whose ListOffsets answers disagree with what its fetches
+    /// served, where the fetch did signal the end, has not hidden anything
+    /// from the read: that is in [`TopicRead::broker_notes`], not here.
     pub fn missing(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for part in &self.partitions {
             let p = part.partition;
-            if part.low > 0 {
+            let mut offsets = self.records.iter().filter(|r| r.partition == p).map(|r| r.offset);
+            let first_read = offsets.clone().min();
+            // Where the log starts: the broker's word, unless it served a
+            // record below it (then its word is wrong, see `broker_notes`).
+            let start = first_read.map_or(part.low, |first| first.min(part.low));
+            if start > 0 {
                 lines.push(format!(
                     "the broker deleted {} records of partition {p} before the snapshot (its log starts at offset {})",
-                    thousands(part.low),
-                    thousands(part.low)
+                    thousands(start),
+                    thousands(start)
                 ));
             }
-            // Offsets the read skipped over, from where the log began.
-            let (mut expected, mut skipped, mut first_gap) = (part.low, 0i64, None);
-            for record in self.records.iter().filter(|r| r.partition == p) {
-                if record.offset > expected {
-                    skipped += record.offset - expected;
-                    first_gap.get_or_insert((expected, record.offset - 1));
+            // Offsets the read skipped over, from where the log starts.
+            let (mut expected, mut skipped, mut first_gap) = (start, 0i64, None);
+            let mut sorted: Vec<i64> = offsets.by_ref().collect();
+            sorted.sort_unstable();
+            for offset in sorted {
+                if offset > expected {
+                    skipped += offset - expected;
+                    first_gap.get_or_insert((expected, offset - 1));
                 }
-                expected = expected.max(record.offset + 1);
+                expected = expected.max(offset + 1);
             }
             if let Some((from, to)) = first_gap {
                 lines.push(format!(
                     "partition {p}: {} offsets between {} and {} were never served (the first: {}–{})",
                     thousands(skipped),
-                    thousands(part.low),
+                    thousands(start),
                     thousands(part.next),
                     thousands(from),
                     thousands(to)
@@ -203,21 +214,46 @@ impl TopicRead {
                     thousands(part.next),
                     thousands(high - part.next)
                 )),
-                // Records beyond the high watermark: the broker's own
-                // accounts of the partition disagree.
-                Some((_, high)) if high < part.next && part.end_signalled => lines.push(format!(
-                    "partition {p}: the broker's fetch signalled the end at offset {}, but its high watermark \
-                     (ListOffsets) says {}: its own counts disagree, so the read cannot be shown complete",
-                    thousands(part.next),
-                    thousands(high)
-                )),
-                Some((_, high)) if high < part.next => lines.push(format!(
+                Some((_, high)) if high < part.next && !part.end_signalled => lines.push(format!(
                     "partition {p}: records were read up to offset {}, beyond the high watermark {} the broker \
-                     reports: the broker misreports its end, so nothing shows the read reached it",
+                     reports, and no fetch signalled the end: nothing shows the read reached it",
                     thousands(part.next - 1),
                     thousands(high)
                 )),
                 Some(_) => {}
+            }
+        }
+        lines
+    }
+
+    /// What the broker said that disagrees with what it served, where the
+    /// read is complete all the same: its fetch signalled each partition's
+    /// end, and it served records below the log start it reported. Facts
+    /// about the broker, for the report — not missing evidence. (tansu
+    /// 0.6.0 answers ListOffsets from the batch written last, or first, in
+    /// time: README, "dualwrite found it".)
+    pub fn broker_notes(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for part in &self.partitions {
+            let p = part.partition;
+            let first_read = self.records.iter().filter(|r| r.partition == p).map(|r| r.offset).min();
+            if let Some(first) = first_read.filter(|first| *first < part.low) {
+                lines.push(format!(
+                    "partition {p}: the broker's ListOffsets says its log starts at offset {}, but it served \
+                     records from offset {}",
+                    thousands(part.low),
+                    thousands(first)
+                ));
+            }
+            if let Some((_, high)) = part.final_watermarks.filter(|(_, high)| *high < part.next) {
+                if part.end_signalled {
+                    lines.push(format!(
+                        "partition {p}: the broker's fetch signalled the end at offset {}, but its ListOffsets \
+                         answer says {}; the read went by the fetch",
+                        thousands(part.next),
+                        thousands(high)
+                    ));
+                }
             }
         }
         lines
@@ -380,18 +416,31 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_end_beyond_the_watermark_means_the_brokers_counts_disagree() {
+    fn a_fetch_end_beyond_the_watermark_is_a_note_on_the_broker_not_missing_evidence() {
         // tansu 0.6.0, memory engine, two idempotent producers at once
         // (tests/evidence.rs): every record read, the fetch signalled the end
-        // at 4,000, ListOffsets says 2,001.
+        // at 4,000, ListOffsets says 2,001. Nothing was hidden from the read.
         let offsets: Vec<i64> = (0..4_000).collect();
-        let missing = read(&offsets, 0, 2_001).missing();
-        assert_eq!(missing.len(), 1, "{missing:?}");
+        let r = read(&offsets, 0, 2_001);
+        assert_eq!(r.missing(), Vec::<String>::new());
         assert_eq!(
-            missing[0],
-            "partition 0: the broker's fetch signalled the end at offset 4,000, but its high watermark (ListOffsets) \
-             says 2,001: its own counts disagree, so the read cannot be shown complete"
+            r.broker_notes(),
+            vec!["partition 0: the broker's fetch signalled the end at offset 4,000, but its ListOffsets answer \
+                  says 2,001; the read went by the fetch"
+                .to_string()]
         );
+    }
+
+    #[test]
+    fn a_log_start_the_broker_misreports_is_a_note_not_a_deletion() {
+        // ListOffsets(earliest) says 1,000, yet the fetch served from 0.
+        let offsets: Vec<i64> = (0..1_500).collect();
+        let mut r = read(&offsets, 1_000, 1_500);
+        r.partitions[0].final_watermarks = Some((1_000, 1_500));
+        assert_eq!(r.missing(), Vec::<String>::new());
+        let notes = r.broker_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("says its log starts at offset 1,000, but it served records from offset 0"));
     }
 
     #[test]

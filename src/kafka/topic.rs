@@ -202,8 +202,14 @@ async fn assign(
     let parts = partitions(bootstrap, topic).await?;
     let consumer: StreamConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
     let mut assignment = TopicPartitionList::new();
+    // Offset 0, not "the beginning": a run's topic is new, so its log starts
+    // at 0, and "beginning" is whatever the broker answers to
+    // ListOffsets(earliest) — which tansu 0.6.0 gets wrong (README, "dualwrite
+    // found it"). If the broker did delete the first records, the consumer
+    // falls back to the earliest it still has (`auto.offset.reset`), and the
+    // snapshot names the deletion from the first offset it was served.
     for p in parts {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+        assignment.add_partition_offset(topic, p, Offset::Offset(0)).map_err(|e| e.to_string())?;
     }
     consumer.assign(&assignment).map_err(|e| e.to_string())?;
     Ok(consumer)

@@ -416,7 +416,12 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
         }
     }
 
-    let (verdict, reasons) = verdict(&anomalies, evidence.gaps);
+    let (verdict, mut reasons) = verdict(&anomalies, evidence.gaps);
+    // What the broker said that disagrees with what it served, though the
+    // read is whole: a finding about the broker, beside the verdict.
+    if let Some(Ok(read)) = &snapshot.topic {
+        reasons.extend(read.broker_notes().into_iter().map(|note| format!("note on the broker: {note}")));
+    }
     Findings {
         verdict,
         reasons,

@@ -11,9 +11,9 @@
 
 #![allow(dead_code)]
 
-pub mod process;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
+pub mod process;
 pub mod scram;
 pub mod stage;
 pub mod throwaway;
