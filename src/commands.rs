@@ -25,7 +25,12 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Scenarios { command } => scenarios(command, out),
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
-            crate::proxy::serve(args.listen, args.config.as_deref()).await?;
+            let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() % 1_000_000);
+            eprintln!("dualwrite toxiproxy · API on {} · seed {seed} (--seed {seed} repeats its draws)", args.listen);
+            let bind =
+                if args.listen_any { crate::proxy::BindPolicy::Any } else { crate::proxy::BindPolicy::LoopbackOnly };
+            let server = crate::proxy::ServerOptions { api_listen: args.listen, bind, seed };
+            crate::proxy::serve(crate::proxy::ServeOptions { server, config: args.config }).await?;
             Ok(EXIT_OK)
         }
     }
@@ -114,6 +119,9 @@ async fn execute(
     let mut failure = None;
     for (i, strategy) in strategies.iter().enumerate() {
         progress.set_position(i, strategies.len());
+        // Each strategy's connections meet the same proxy draws (jitter,
+        // slicer cuts) for the same seed, whichever ran before it.
+        infra.seed_proxy(workload.seed).await;
         let plan = Plan {
             strategy: *strategy,
             scenario: scenario.clone(),

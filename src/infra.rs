@@ -60,7 +60,9 @@ impl Infra {
         let wanted = proxy_configs(&services.toxiproxy_config)?;
         let (proxy, server, embedded, infos) = match &services.toxiproxy {
             Some(url) => {
-                let proxy = ToxiproxyClient::new(url)?;
+                let proxy = ToxiproxyClient::new(url)?.with_hint(
+                    "start it with `dualwrite toxiproxy` or `docker compose up -d`, or omit --toxiproxy to use the built-in one",
+                );
                 proxy.version().await?;
                 if services.brokers.is_some() {
                     tracing::warn!(
@@ -131,6 +133,16 @@ impl Infra {
         infra.heal().await?;
         infra.check_advertised().await;
         Ok(infra)
+    }
+
+    /// Seeds the built-in proxy's random draws (latency jitter, slicer
+    /// cuts) with the run's seed and restarts its connection count, so that
+    /// the same seed gives the same draws. A real Toxiproxy's draws cannot
+    /// be seeded: nothing to do then.
+    pub async fn seed_proxy(&self, seed: u64) {
+        if let Some(server) = &self.server {
+            server.reseed(seed).await;
+        }
     }
 
     /// Heals every link: removes every toxic and re-enables every proxy.
