@@ -26,9 +26,12 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
             let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() % 1_000_000);
-            eprintln!("dualwrite toxiproxy · API on {} · seed {seed} (--seed {seed} repeats its draws)", args.listen);
             let bind =
                 if args.listen_any { crate::proxy::BindPolicy::Any } else { crate::proxy::BindPolicy::LoopbackOnly };
+            eprintln!(
+                "dualwrite toxiproxy · API on {} · seed {seed} (--seed {seed} repeats its draws)",
+                bind.apply_addr(args.listen)
+            );
             let server = crate::proxy::ServerOptions { api_listen: args.listen, bind, seed };
             crate::proxy::serve(crate::proxy::ServeOptions { server, config: args.config }).await?;
             Ok(EXIT_OK)
