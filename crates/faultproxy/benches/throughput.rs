@@ -6,7 +6,13 @@
 //! cargo bench -p faultproxy --bench throughput               # 10 s runs, 2 rounds
 //! cargo bench -p faultproxy --bench throughput -- --quick    # 1 s runs (a smoke test)
 //! cargo bench -p faultproxy --bench throughput -- --seconds 20 --rounds 3 --clients 1,4,8
+//! cargo bench -p faultproxy --bench throughput -- --socat    # socat beside, as a reference
 //! ```
+//!
+//! `--socat` also runs every measurement through `socat` (a process per
+//! connection copying with plain blocking system calls), which shows what
+//! any user-space proxy costs on the machine at the time: on a busy machine
+//! every extra hop waits for a CPU, and the ratios fall for every proxy.
 //!
 //! `pgbench -S` runs one `SELECT` per transaction, one round trip each, so
 //! at one client `1/tps` is the round trip, and the difference between the
@@ -34,16 +40,18 @@ struct Args {
     seconds: u32,
     rounds: u32,
     clients: Vec<u32>,
+    socat: bool,
 }
 
 impl Args {
     fn parse() -> Result<Args, String> {
-        let mut args = Args { seconds: 10, rounds: 2, clients: vec![1, 4] };
+        let mut args = Args { seconds: 10, rounds: 2, clients: vec![1, 4], socat: false };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
                 "--quick" => (args.seconds, args.rounds) = (1, 1),
+                "--socat" => args.socat = true,
                 "--seconds" => args.seconds = value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
                 "--rounds" => args.rounds = value("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?,
                 "--clients" => {
@@ -56,7 +64,7 @@ impl Args {
                 "--bench" => {}
                 other => {
                     return Err(format!(
-                        "unknown argument {other:?} (try --quick, --seconds N, --rounds N, --clients 1,4)"
+                        "unknown argument {other:?} (try --quick, --seconds N, --rounds N, --clients 1,4, --socat)"
                     ))
                 }
             }
@@ -162,7 +170,44 @@ struct Row {
     clients: u32,
     direct: Vec<f64>,
     proxied: Vec<f64>,
+    socat: Vec<f64>,
     cpu_per_tx_us: f64,
+}
+
+/// `socat` forwarding a loopback port to PostgreSQL; killed when dropped.
+struct Socat {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Socat {
+    fn start(pg: &Pg) -> Result<Socat, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port for socat: {e}"))?
+            .port();
+        let child = Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg(format!("TCP:{}:{},nodelay", pg.host, pg.port))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start socat: {e}"))?;
+        // Ready once it accepts.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Socat { child, port });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("socat did not start listening".into())
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -208,9 +253,10 @@ fn measure(args: &Args) -> Result<(), String> {
         Ok::<_, String>((server, port))
     })?;
 
+    let socat = if args.socat { Some(Socat::start(&pg)?) } else { None };
     let mut rows = Vec::new();
     for &clients in &args.clients {
-        let mut row = Row { clients, direct: Vec::new(), proxied: Vec::new(), cpu_per_tx_us: 0.0 };
+        let mut row = Row { clients, direct: Vec::new(), proxied: Vec::new(), socat: Vec::new(), cpu_per_tx_us: 0.0 };
         let (mut cpu, mut transactions) = (Duration::ZERO, 0.0);
         // Interleaved, so that a change in the machine's load hits both.
         for _ in 0..args.rounds {
@@ -220,11 +266,15 @@ fn measure(args: &Args) -> Result<(), String> {
             cpu += cpu_time().saturating_sub(before);
             transactions += tps * f64::from(args.seconds);
             row.proxied.push(tps);
+            if let Some(socat) = &socat {
+                row.socat.push(pgbench(&pg, socat.port, &db.name, clients, args.seconds)?);
+            }
         }
         row.cpu_per_tx_us = cpu.as_secs_f64() * 1e6 / transactions.max(1.0);
         rows.push(row);
     }
     runtime.block_on(server.shutdown());
+    drop(socat);
     drop(db);
 
     println!(
@@ -272,6 +322,15 @@ fn measure(args: &Args) -> Result<(), String> {
             spread(&row.direct),
             spread(&row.proxied)
         );
+        if !row.socat.is_empty() {
+            println!(
+                "  {} client(s) through socat (reference): {:.0} tps, {:.2} of direct, runs {} tps",
+                row.clients,
+                mean(&row.socat),
+                mean(&row.socat) / mean(&row.direct),
+                spread(&row.socat)
+            );
+        }
     }
     Ok(())
 }

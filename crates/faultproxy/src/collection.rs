@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::bind::{warn_if_exposed, BindPolicy};
 use crate::link::{self, DrawKey};
+use crate::plane::DataPlane;
 use crate::toxic_set::{Chain, ToxicSet};
 use crate::wire::{ApiError, ProxyConfig, ProxyInfo, Stream};
 
@@ -101,7 +102,7 @@ impl Proxy {
 
     /// Starts listening where `policy` puts the configured address. A no-op
     /// if already running.
-    fn start(&mut self, policy: BindPolicy, seed: &Arc<AtomicU64>) -> Result<(), ApiError> {
+    fn start(&mut self, plane: &DataPlane, policy: BindPolicy, seed: &Arc<AtomicU64>) -> Result<(), ApiError> {
         if self.running.is_some() {
             return Ok(());
         }
@@ -110,7 +111,6 @@ impl Proxy {
         // already open (or the error already known).
         let listener = std::net::TcpListener::bind(&addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(TcpListener::from_std)
             .map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
         warn_if_exposed(&format!("proxy {:?}", self.name), bound);
@@ -123,7 +123,7 @@ impl Proxy {
             seed: seed.clone(),
             next_number: self.next_number.clone(),
         };
-        let accept = tokio::spawn(accept_loop(listener, accepting, connections.clone()));
+        let accept = plane.spawn(accept_loop(listener, accepting, connections.clone()));
         tracing::info!(name = %self.name, listen = %self.listen, upstream = %self.upstream, "started proxy");
         self.running = Some(Running { accept, connections });
         Ok(())
@@ -148,8 +148,17 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Accepting, connections: Arc<Mutex<Connections>>) {
+/// Accepts connections on the data plane (whose reactor the listener joins
+/// here) and runs each on a task of its own there.
+async fn accept_loop(listener: std::net::TcpListener, proxy: Accepting, connections: Arc<Mutex<Connections>>) {
     let Accepting { name, upstream, chains: toxics, seed, next_number } = proxy;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(name = %name, error = %e, "cannot watch the proxy's listening socket");
+            return;
+        }
+    };
     // Toxiproxy draws from its process-wide generator; here every connection
     // has its own stream, keyed by the seed, the proxy and the connection's
     // number, so the same seed and the same connections give the same draws.
@@ -202,11 +211,14 @@ pub(crate) struct Collection {
     proxies: tokio::sync::Mutex<BTreeMap<String, Proxy>>,
     policy: BindPolicy,
     seed: Arc<AtomicU64>,
+    /// Where the listeners and connections run.
+    plane: DataPlane,
 }
 
 impl Collection {
-    pub fn new(policy: BindPolicy, seed: u64) -> Collection {
-        Collection { proxies: Default::default(), policy, seed: Arc::new(AtomicU64::new(seed)) }
+    pub fn new(policy: BindPolicy, seed: u64) -> std::io::Result<Collection> {
+        let plane = DataPlane::start()?;
+        Ok(Collection { proxies: Default::default(), policy, seed: Arc::new(AtomicU64::new(seed)), plane })
     }
 
     /// Sets the seed of every connection opened from now on, and numbers
@@ -243,7 +255,7 @@ impl Collection {
         }
         let mut proxy = Proxy::new(config);
         if config.enabled {
-            proxy.start(self.policy, &self.seed)?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
         }
         let info = proxy.info();
         proxies.insert(config.name.clone(), proxy);
@@ -284,7 +296,7 @@ impl Collection {
             }
             let mut proxy = Proxy::new(config);
             if config.enabled {
-                if let Err(e) = proxy.start(self.policy, &self.seed) {
+                if let Err(e) = proxy.start(&self.plane, self.policy, &self.seed) {
                     return Err((e, result));
                 }
             }
@@ -315,7 +327,7 @@ impl Collection {
             proxy.upstream = upstream;
         }
         if enabled && !proxy.enabled() {
-            proxy.start(self.policy, &self.seed)?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
         } else if !enabled && proxy.enabled() {
             proxy.stop().await;
         }
@@ -334,7 +346,7 @@ impl Collection {
     pub async fn reset(&self) -> Result<(), ApiError> {
         let mut proxies = self.proxies.lock().await;
         for proxy in proxies.values_mut() {
-            proxy.start(self.policy, &self.seed)?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
             proxy.toxics.reset();
         }
         Ok(())

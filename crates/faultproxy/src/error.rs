@@ -80,6 +80,10 @@ pub enum ProxyError {
         source: std::io::Error,
     },
 
+    /// The thread that carries the proxies' traffic could not be started.
+    #[error("cannot start the fault proxy's data plane (a thread and its runtime)")]
+    DataPlane(#[source] std::io::Error),
+
     /// The built-in server's HTTP API stopped with an I/O error.
     #[error("the fault proxy's HTTP API on {addr} failed")]
     ApiServe {

@@ -35,6 +35,7 @@
 //! - `toxic_set`: a proxy's toxics, published to its live connections.
 //! - `link`: one connection, two pumps applying the live toxics — in place
 //!   while there are none. The heart of it.
+//! - `plane`: the thread of its own that every proxied byte goes through.
 //! - `collection`: the proxies — listening, accepting, going down.
 //! - `api`: the HTTP API, route by route as Toxiproxy has it, behind a guard
 //!   that refuses web pages.
@@ -56,6 +57,7 @@ mod collection;
 pub mod config;
 pub mod error;
 mod link;
+mod plane;
 pub mod server;
 mod toxic_set;
 pub mod wire;

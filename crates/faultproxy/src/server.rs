@@ -66,7 +66,7 @@ impl ProxyServer {
             .map_err(|source| ProxyError::ApiBind { addr: api_listen, source })?;
         let addr = listener.local_addr().map_err(|source| ProxyError::ApiBind { addr: api_listen, source })?;
         warn_if_exposed("the fault proxy's HTTP API", addr);
-        let collection = Arc::new(Collection::new(options.bind, options.seed));
+        let collection = Arc::new(Collection::new(options.bind, options.seed).map_err(ProxyError::DataPlane)?);
         let service = api::router(collection.clone()).into_make_service_with_connect_info::<LocalAddr>();
         let (stop_api, stopped) = oneshot::channel::<()>();
         let api = tokio::spawn(async move {

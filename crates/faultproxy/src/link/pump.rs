@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::draw::Draws;
+use super::fast::Change;
 use super::{after_ms, sleep_until_or_forever, until_set, Chunk, Event};
 use crate::toxic_set::Chain;
 use crate::wire::ToxicKind;
@@ -127,7 +128,8 @@ impl Pump {
             if self.applied.is_empty() && pending.is_none() {
                 let buf = buffer.get_or_insert_with(|| vec![0; READ_SIZE].into_boxed_slice());
                 match self.pass_through(source, dest, buf, peer_ended).await {
-                    Some(event) => pending = event,
+                    Some(Change::Toxics(event)) => pending = event,
+                    Some(Change::Closed) => self.chain_closed = true,
                     None => break,
                 }
                 continue;
