@@ -464,6 +464,10 @@ async fn toxic_creation_edge_cases_match_toxiproxy() {
     );
     let (status, body) = h.call(reqwest::Method::POST, toxics, Some(json!({"type": "Latency"}))).await;
     assert_eq!((status, body), (400, json!({"error": "invalid toxic type", "status": 400})));
+    // A taken name is refused before bad attributes are noticed.
+    let (status, body) =
+        h.call(reqwest::Method::POST, toxics, Some(json!({"type": "latency", "attributes": {"latency": 1.5}}))).await;
+    assert_eq!((status, body), (409, json!({"error": "toxic already exists", "status": 409})));
     h.finish().await;
 }
 

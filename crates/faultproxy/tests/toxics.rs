@@ -1,6 +1,9 @@
 //! Every toxic on connections opened *before* it was added — the situation
 //! of a pooled connection in a running workload — and the end of its effect
 //! when it is removed, through an echo server on loopback.
+//!
+//! Like `fidelity.rs`, these run against a real Toxiproxy instead when
+//! `FAULTPROXY_TEST_TOXIPROXY` names one.
 
 mod common;
 
@@ -14,7 +17,7 @@ use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn latency_hits_a_live_connection_and_ends_with_removal() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     assert!(roundtrip(&mut conn, b"warm").await < Duration::from_millis(100));
@@ -33,7 +36,7 @@ async fn latency_hits_a_live_connection_and_ends_with_removal() {
     let (status, _) = h
         .call(
             reqwest::Method::PATCH,
-            &format!("/proxies/p/toxics/{}", toxic.name),
+            &format!("/proxies/{}/toxics/{}", h.name("p"), toxic.name),
             Some(json!({"attributes": {"latency": 400}})),
         )
         .await;
@@ -44,7 +47,7 @@ async fn latency_hits_a_live_connection_and_ends_with_removal() {
 
 #[tokio::test]
 async fn latency_keeps_order_and_does_not_add_up_along_a_stream() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     roundtrip(&mut conn, b"warm").await;
@@ -69,7 +72,7 @@ async fn latency_keeps_order_and_does_not_add_up_along_a_stream() {
 /// connection stays open while the toxic lasts, and is closed when it goes.
 #[tokio::test]
 async fn timeout_zero_swallows_data_and_closes_the_connection_when_removed() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     for stream in [Stream::Upstream, Stream::Downstream] {
         let mut conn = connect(listen).await;
@@ -90,7 +93,7 @@ async fn timeout_zero_swallows_data_and_closes_the_connection_when_removed() {
 
 #[tokio::test]
 async fn timeout_closes_an_idle_connection_after_its_delay() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     roundtrip(&mut conn, b"warm").await;
@@ -106,7 +109,7 @@ async fn timeout_closes_an_idle_connection_after_its_delay() {
 
 #[tokio::test]
 async fn bandwidth_paces_a_live_connection_and_survives_large_chunks() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     roundtrip(&mut conn, b"warm").await;
@@ -138,7 +141,7 @@ async fn bandwidth_paces_a_live_connection_and_survives_large_chunks() {
 
 #[tokio::test]
 async fn slicer_cuts_data_into_delayed_pieces() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     // An upstream that acknowledges one warm-up byte, then reports how many
     // reads it took to get 1000 bytes.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -178,7 +181,7 @@ async fn slicer_cuts_data_into_delayed_pieces() {
 
 #[tokio::test]
 async fn limit_data_closes_after_the_limit() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     roundtrip(&mut conn, b"before the toxic").await;
@@ -192,7 +195,7 @@ async fn limit_data_closes_after_the_limit() {
 
 #[tokio::test]
 async fn slow_close_delays_the_eof() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     // An upstream that answers "ping" with "ping", and anything else with
     // "bye" before it closes.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -237,16 +240,21 @@ async fn slow_close_delays_the_eof() {
 
 #[tokio::test]
 async fn toxicity_decides_per_connection() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     let mut toxic = Toxic::new(ToxicKind::Latency { latency: 400, jitter: 0 }, Stream::Downstream);
     toxic.toxicity = 0.0;
-    h.client.add_toxic("p", &toxic).await.unwrap();
+    h.client.add_toxic(&h.name("p"), &toxic).await.unwrap();
     assert!(roundtrip(&mut conn, b"spared").await < Duration::from_millis(200));
     // An update re-rolls, as Toxiproxy restarts the toxic on every link.
-    let (status, _) =
-        h.call(reqwest::Method::PATCH, "/proxies/p/toxics/latency_downstream", Some(json!({"toxicity": 1.0}))).await;
+    let (status, _) = h
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/proxies/{}/toxics/latency_downstream", h.name("p")),
+            Some(json!({"toxicity": 1.0})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(roundtrip(&mut conn, b"hit").await >= Duration::from_millis(395));
     h.finish().await;
@@ -256,7 +264,7 @@ async fn toxicity_decides_per_connection() {
 /// add takes effect and every removal ends it, round after round.
 #[tokio::test]
 async fn fifty_rounds_of_add_and_remove_on_one_connection() {
-    let h = Harness::start().await;
+    let h = Harness::start_any().await;
     let listen = h.proxy("p", echo_server().await).await;
     let mut conn = connect(listen).await;
     for round in 0..50u32 {

@@ -182,43 +182,61 @@ async fn toxic_create(
 ) -> Result<Json<Toxic>, ApiError> {
     collection
         .with_proxy(&proxy, |p| {
-            let toxic = parse_new_toxic(&body)?;
-            p.toxics.add(toxic)
+            let new = NewToxic::read(&body)?;
+            // A taken name is refused before the attributes are read (409
+            // before 400), as in Toxiproxy.
+            if p.toxics.get(&new.name).is_some() {
+                return Err(ApiError::toxic_already_exists());
+            }
+            p.toxics.add(new.into_toxic()?)
         })
         .await
         .map(Json)
 }
 
-/// Reads a new toxic the way Toxiproxy's `AddToxicJson` does: the stream is
-/// checked (missing means downstream; `""` and anything but upstream or
-/// downstream, in any case, is refused) and kept as written, the name
-/// defaults to `<type>_<stream as written>`, the type is checked (case
-/// matters), and only then the attributes.
-fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
-    let mut value: Value = parse_body(body)?;
-    let fields = value.as_object_mut().ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
-    let stream = match fields.get("stream") {
-        None | Some(Value::Null) => Stream::Downstream.as_str().to_string(),
-        Some(Value::String(s)) if Stream::parse(s).is_some() => s.clone(),
-        Some(Value::String(_)) => return Err(ApiError::invalid_stream()),
-        Some(_) => return Err(ApiError::bad_request_body("\"stream\" must be a string")),
-    };
-    let kind = match fields.get("type") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(t)) => t.clone(),
-        Some(_) => return Err(ApiError::bad_request_body("\"type\" must be a string")),
-    };
-    let name = match fields.get("name") {
-        Some(Value::String(n)) if !n.is_empty() => n.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => format!("{kind}_{stream}"),
-        Some(_) => return Err(ApiError::bad_request_body("\"name\" must be a string")),
-    };
-    if !ToxicKind::is_type_name(&kind) {
-        return Err(ApiError::invalid_toxic_type());
+/// A new toxic whose stream, name and type have been checked, in Toxiproxy's
+/// order (`AddToxicJson`): the stream (missing means downstream; `""` and
+/// anything but upstream or downstream, in any case, is refused; kept as
+/// written), the name (defaulting to `<type>_<stream as written>`), the type
+/// (case matters). The name's uniqueness, then the attributes, come next.
+struct NewToxic {
+    name: String,
+    value: Value,
+}
+
+impl NewToxic {
+    fn read(body: &[u8]) -> Result<NewToxic, ApiError> {
+        let mut value: Value = parse_body(body)?;
+        let fields =
+            value.as_object_mut().ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
+        let stream = match fields.get("stream") {
+            None | Some(Value::Null) => Stream::Downstream.as_str().to_string(),
+            Some(Value::String(s)) if Stream::parse(s).is_some() => s.clone(),
+            Some(Value::String(_)) => return Err(ApiError::invalid_stream()),
+            Some(_) => return Err(ApiError::bad_request_body("\"stream\" must be a string")),
+        };
+        let kind = match fields.get("type") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(ApiError::bad_request_body("\"type\" must be a string")),
+        };
+        let name = match fields.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            None | Some(Value::Null) | Some(Value::String(_)) => format!("{kind}_{stream}"),
+            Some(_) => return Err(ApiError::bad_request_body("\"name\" must be a string")),
+        };
+        if !ToxicKind::is_type_name(&kind) {
+            return Err(ApiError::invalid_toxic_type());
+        }
+        fields.insert("stream".into(), Value::String(stream));
+        fields.insert("name".into(), Value::String(name.clone()));
+        Ok(NewToxic { name, value })
     }
-    fields.insert("stream".into(), Value::String(stream));
-    fields.insert("name".into(), Value::String(name));
-    serde_json::from_value(value).map_err(ApiError::bad_request_body)
+
+    /// The toxic, attributes read.
+    fn into_toxic(self) -> Result<Toxic, ApiError> {
+        serde_json::from_value(self.value).map_err(ApiError::bad_request_body)
+    }
 }
 
 async fn toxic_show(
@@ -265,6 +283,10 @@ async fn toxic_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
+        NewToxic::read(body)?.into_toxic()
+    }
 
     #[test]
     fn new_toxics_get_toxiproxys_defaults() {
