@@ -7,6 +7,7 @@
 //! cargo bench -p faultproxy --bench throughput -- --quick    # 1 s runs (a smoke test)
 //! cargo bench -p faultproxy --bench throughput -- --seconds 20 --rounds 3 --clients 1,4,8
 //! cargo bench -p faultproxy --bench throughput -- --socat    # socat beside, as a reference
+//! cargo bench -p faultproxy --bench throughput -- --toxiproxy http://127.0.0.1:18480   # a real one beside
 //! ```
 //!
 //! `--socat` also runs every measurement through `socat` (a process per
@@ -41,17 +42,20 @@ struct Args {
     rounds: u32,
     clients: Vec<u32>,
     socat: bool,
+    /// Another Toxiproxy (a real one) to measure beside.
+    toxiproxy: Option<String>,
 }
 
 impl Args {
     fn parse() -> Result<Args, String> {
-        let mut args = Args { seconds: 10, rounds: 2, clients: vec![1, 4], socat: false };
+        let mut args = Args { seconds: 10, rounds: 2, clients: vec![1, 4], socat: false, toxiproxy: None };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
                 "--quick" => (args.seconds, args.rounds) = (1, 1),
                 "--socat" => args.socat = true,
+                "--toxiproxy" => args.toxiproxy = Some(value("--toxiproxy")?),
                 "--seconds" => args.seconds = value("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
                 "--rounds" => args.rounds = value("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?,
                 "--clients" => {
@@ -64,7 +68,7 @@ impl Args {
                 "--bench" => {}
                 other => {
                     return Err(format!(
-                        "unknown argument {other:?} (try --quick, --seconds N, --rounds N, --clients 1,4, --socat)"
+                        "unknown argument {other:?} (try --quick, --seconds N, --rounds N, --clients 1,4, --socat, --toxiproxy URL)"
                     ))
                 }
             }
@@ -154,6 +158,14 @@ fn pgbench(pg: &Pg, port: u16, database: &str, clients: u32, seconds: u32) -> Re
         .ok_or_else(|| format!("no \"tps = \" line in pgbench's output:\n{out}"))
 }
 
+/// Creates a proxy to `upstream` on the Toxiproxy at `url`; its port.
+async fn proxy_port(url: &str, name: &str, upstream: &str) -> Result<u16, String> {
+    let client = ToxiproxyClient::new(url).map_err(|e| e.to_string())?;
+    let info =
+        client.create_proxy(&ProxyConfig::new(name, "127.0.0.1:0", upstream)).await.map_err(|e| e.to_string())?;
+    info.listen_addr().map(|a| a.port()).ok_or_else(|| format!("the proxy at {url} reported no address"))
+}
+
 /// This process's user + system CPU time so far.
 fn cpu_time() -> Duration {
     // /proc/self/stat fields 14 and 15: utime and stime, in clock ticks
@@ -171,6 +183,7 @@ struct Row {
     direct: Vec<f64>,
     proxied: Vec<f64>,
     socat: Vec<f64>,
+    other: Vec<f64>,
     cpu_per_tx_us: f64,
 }
 
@@ -241,22 +254,29 @@ fn measure(args: &Args) -> Result<(), String> {
     // The proxy runs on a runtime of its own, as it does inside a program:
     // a multi-threaded one with a worker per core.
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
+    let upstream = format!("{}:{}", pg.host, pg.port);
     let (server, port) = runtime.block_on(async {
         let server = ProxyServer::start("127.0.0.1:0".parse().expect("an address")).await.map_err(|e| e.to_string())?;
-        let client = ToxiproxyClient::new(&server.url()).map_err(|e| e.to_string())?;
-        let upstream = format!("{}:{}", pg.host, pg.port);
-        let info = client
-            .create_proxy(&ProxyConfig::new("postgres", "127.0.0.1:0", upstream))
-            .await
-            .map_err(|e| e.to_string())?;
-        let port = info.listen_addr().map(|a| a.port()).ok_or("the proxy reported no address")?;
+        let port = proxy_port(&server.url(), "postgres", &upstream).await?;
         Ok::<_, String>((server, port))
     })?;
+    let name = format!("faultproxy_bench_{}", std::process::id());
+    let other = match &args.toxiproxy {
+        Some(url) => Some(runtime.block_on(proxy_port(url, &name, &upstream))?),
+        None => None,
+    };
 
     let socat = if args.socat { Some(Socat::start(&pg)?) } else { None };
     let mut rows = Vec::new();
     for &clients in &args.clients {
-        let mut row = Row { clients, direct: Vec::new(), proxied: Vec::new(), socat: Vec::new(), cpu_per_tx_us: 0.0 };
+        let mut row = Row {
+            clients,
+            direct: Vec::new(),
+            proxied: Vec::new(),
+            socat: Vec::new(),
+            other: Vec::new(),
+            cpu_per_tx_us: 0.0,
+        };
         let (mut cpu, mut transactions) = (Duration::ZERO, 0.0);
         // Interleaved, so that a change in the machine's load hits both.
         for _ in 0..args.rounds {
@@ -269,11 +289,19 @@ fn measure(args: &Args) -> Result<(), String> {
             if let Some(socat) = &socat {
                 row.socat.push(pgbench(&pg, socat.port, &db.name, clients, args.seconds)?);
             }
+            if let Some(port) = other {
+                row.other.push(pgbench(&pg, port, &db.name, clients, args.seconds)?);
+            }
         }
         row.cpu_per_tx_us = cpu.as_secs_f64() * 1e6 / transactions.max(1.0);
         rows.push(row);
     }
     runtime.block_on(server.shutdown());
+    if let Some(url) = &args.toxiproxy {
+        if let Ok(client) = ToxiproxyClient::new(url) {
+            let _ = runtime.block_on(client.delete_proxy(&name));
+        }
+    }
     drop(socat);
     drop(db);
 
@@ -322,6 +350,16 @@ fn measure(args: &Args) -> Result<(), String> {
             spread(&row.direct),
             spread(&row.proxied)
         );
+        if !row.other.is_empty() {
+            println!(
+                "  {} client(s) through {} (reference): {:.0} tps, {:.2} of direct, runs {} tps",
+                row.clients,
+                args.toxiproxy.as_deref().unwrap_or_default(),
+                mean(&row.other),
+                mean(&row.other) / mean(&row.direct),
+                spread(&row.other)
+            );
+        }
         if !row.socat.is_empty() {
             println!(
                 "  {} client(s) through socat (reference): {:.0} tps, {:.2} of direct, runs {} tps",
