@@ -178,6 +178,15 @@ fn cpu_time() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// Where a run of pgbench connects.
+#[derive(Clone, Copy)]
+enum Target {
+    Direct,
+    Proxied,
+    Socat,
+    Other,
+}
+
 struct Row {
     clients: u32,
     direct: Vec<f64>,
@@ -278,19 +287,36 @@ fn measure(args: &Args) -> Result<(), String> {
             cpu_per_tx_us: 0.0,
         };
         let (mut cpu, mut transactions) = (Duration::ZERO, 0.0);
-        // Interleaved, so that a change in the machine's load hits both.
-        for _ in 0..args.rounds {
-            row.direct.push(pgbench(&pg, pg.port, &db.name, clients, args.seconds)?);
-            let before = cpu_time();
-            let tps = pgbench(&pg, port, &db.name, clients, args.seconds)?;
-            cpu += cpu_time().saturating_sub(before);
-            transactions += tps * f64::from(args.seconds);
-            row.proxied.push(tps);
-            if let Some(socat) = &socat {
-                row.socat.push(pgbench(&pg, socat.port, &db.name, clients, args.seconds)?);
-            }
-            if let Some(port) = other {
-                row.other.push(pgbench(&pg, port, &db.name, clients, args.seconds)?);
+        // Interleaved, and in a rotating order, so that a change in the
+        // machine's load, or a run's place after another, hits each target
+        // alike.
+        let mut targets = vec![Target::Direct, Target::Proxied];
+        if socat.is_some() {
+            targets.push(Target::Socat);
+        }
+        if other.is_some() {
+            targets.push(Target::Other);
+        }
+        for round in 0..args.rounds as usize {
+            for i in 0..targets.len() {
+                match targets[(round + i) % targets.len()] {
+                    Target::Direct => row.direct.push(pgbench(&pg, pg.port, &db.name, clients, args.seconds)?),
+                    Target::Proxied => {
+                        let before = cpu_time();
+                        let tps = pgbench(&pg, port, &db.name, clients, args.seconds)?;
+                        cpu += cpu_time().saturating_sub(before);
+                        transactions += tps * f64::from(args.seconds);
+                        row.proxied.push(tps);
+                    }
+                    Target::Socat => {
+                        let port = socat.as_ref().map_or(0, |s| s.port);
+                        row.socat.push(pgbench(&pg, port, &db.name, clients, args.seconds)?);
+                    }
+                    Target::Other => {
+                        let port = other.unwrap_or(0);
+                        row.other.push(pgbench(&pg, port, &db.name, clients, args.seconds)?);
+                    }
+                }
             }
         }
         row.cpu_per_tx_us = cpu.as_secs_f64() * 1e6 / transactions.max(1.0);
