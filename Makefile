@@ -25,7 +25,8 @@ demo: setup build
 
 test: setup-tests
 	# The integration tests mostly wait on the services; run them wide.
-	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --lib --bins --tests --no-fail-fast
+	# --workspace: the fault proxy's crate (crates/faultproxy) has tests of its own.
+	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 	# The containerised backend needs Docker to run; without it, build it at least.
 	$(CARGO) build --features testcontainers --tests
 

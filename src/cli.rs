@@ -366,9 +366,24 @@ pub struct ToxiproxyArgs {
     pub listen: std::net::SocketAddr,
 
     /// Proxies to create at start, in Toxiproxy's -config format (at most
-    /// 1 MiB).
+    /// 1 MiB). A listen address of 0.0.0.0:PORT (as toxiproxy.json has, for
+    /// the compose container) is bound on 127.0.0.1:PORT unless --listen-any
+    /// is given.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Listen on every interface where an address says 0.0.0.0 or [::]
+    /// (the API's and the proxies'). Anyone on the network can then reach
+    /// the proxied databases and reconfigure the proxy; a warning names
+    /// every listener that is not on loopback.
+    #[arg(long)]
+    pub listen_any: bool,
+
+    /// Seed for the toxics' random draws (latency jitter, slicer sizes,
+    /// toxicity): the same seed and the same connections give the same
+    /// draws. Default: a random seed, printed at start.
+    #[arg(long, env = "DUALWRITE_PROXY_SEED")]
+    pub seed: Option<u64>,
 }
 
 /// `--seed`: a whole number that fits 64 bits.

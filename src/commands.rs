@@ -29,12 +29,20 @@ pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {
         Command::Doctor(args) => crate::doctor::doctor(&args, out).await,
         Command::Toxiproxy(args) => {
             // The file is checked here as any input is (a regular file of at
-            // most 1 MiB): the proxy's own reader takes it as it is.
+            // most 1 MiB) before the proxy reads it.
             if let Some(path) = &args.config {
                 crate::files::read_input(path)
                     .map_err(|e| Error::input(format!("cannot read --config {}", path.display()), e))?;
             }
-            crate::proxy::serve(args.listen, args.config.as_deref()).await?;
+            let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() % 1_000_000);
+            let bind =
+                if args.listen_any { crate::proxy::BindPolicy::Any } else { crate::proxy::BindPolicy::LoopbackOnly };
+            eprintln!(
+                "dualwrite toxiproxy · API on {} · seed {seed} (--seed {seed} repeats its draws)",
+                bind.apply_addr(args.listen)
+            );
+            let server = crate::proxy::ServerOptions { api_listen: args.listen, bind, seed };
+            crate::proxy::serve(crate::proxy::ServeOptions { server, config: args.config }).await?;
             Ok(EXIT_OK)
         }
     }
@@ -173,6 +181,9 @@ async fn execute(
     let mut failure = None;
     for (i, strategy) in strategies.iter().enumerate() {
         progress.set_position(i, strategies.len());
+        // Each strategy's connections meet the same proxy draws (jitter,
+        // slicer cuts) for the same seed, whichever ran before it.
+        infra.seed_proxy(workload.seed).await;
         let plan = Plan {
             strategy: *strategy,
             scenario: scenario.clone(),

@@ -77,7 +77,9 @@ impl Infra {
         let wanted = services.toxiproxy_config.proxies();
         let (proxy, server, embedded, infos) = match &services.toxiproxy {
             Some(url) => {
-                let proxy = ToxiproxyClient::new(url)?;
+                let proxy = ToxiproxyClient::new(url)?.with_hint(
+                    "start it with `dualwrite toxiproxy` or `docker compose up -d`, or omit --toxiproxy to use the built-in one",
+                );
                 // Bounded here too, so that a wrong address fails in seconds.
                 tokio::time::timeout(CHECK_TIMEOUT, proxy.version()).await.map_err(|_| {
                     Error::unreachable(
@@ -160,6 +162,16 @@ impl Infra {
         infra.heal().await?;
         infra.check_advertised().await;
         Ok(infra)
+    }
+
+    /// Seeds the built-in proxy's random draws (latency jitter, slicer
+    /// cuts) with the run's seed and restarts its connection count, so that
+    /// the same seed gives the same draws. A real Toxiproxy's draws cannot
+    /// be seeded: nothing to do then.
+    pub async fn seed_proxy(&self, seed: u64) {
+        if let Some(server) = &self.server {
+            server.reseed(seed).await;
+        }
     }
 
     /// Heals every link: removes every toxic and re-enables every proxy.
@@ -351,10 +363,9 @@ fn built_in_configs(
 }
 
 /// The host of an http URL (`http://localhost:8474` → `localhost`), parsed
-/// by the `url` crate (as `reqwest::Url`, the same type the proxy client
-/// uses).
+/// by the `url` crate.
 fn url_host(url: &str) -> Option<String> {
-    let parsed = reqwest::Url::parse(url).ok()?;
+    let parsed = url::Url::parse(url).ok()?;
     // An IPv6 host without the brackets a URL needs, so it can be resolved.
     Some(parsed.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned())
 }

@@ -10,8 +10,9 @@
 //!   atomically; [`redact`]: no password in any output.
 //! - [`commands`]: the subcommands; [`doctor`] checks the services.
 //! - [`infra`]: reaches Postgres, Redis, Kafka ([`kafka::embedded`] when none
-//!   is given) and the fault proxy ([`proxy`], built in or a real
-//!   Toxiproxy), and wires the proxy's [`links`] between them.
+//!   is given) and the fault proxy ([`proxy`]: the `faultproxy` crate's
+//!   server built in, or a real Toxiproxy), and wires the proxy's [`links`]
+//!   between them.
 //! - [`scenario`]: fault windows and crashes as TOML files, expanded from the
 //!   seed into a [`scenario::schedule::Schedule`].
 //! - [`runner`]: one strategy under one scenario, in phases — prepare, main,

@@ -53,8 +53,9 @@ fn init_logging(verbose: u8, serving_proxy: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 if serving_proxy => "off,dualwrite=warn",
-        0 => "off,dualwrite=warn,dualwrite::proxy=error",
+        0 if serving_proxy => "off,dualwrite=warn,faultproxy=warn",
+        // A listener that is not on loopback is worth a warning in a run too.
+        0 => "off,dualwrite=warn,faultproxy::bind=warn",
         1 => "warn,dualwrite=info",
         _ => "debug",
     };

@@ -382,7 +382,7 @@ async fn a_crashed_relay_never_marks_what_it_published() {
             .await;
 
         // Records reach the broker at once; its acknowledgements take 1.5 s.
-        let latency = ToxicKind::Latency { latency: ACK_DELAY.as_millis() as u64, jitter: 0 };
+        let latency = ToxicKind::Latency { latency: ACK_DELAY.as_millis() as i64, jitter: 0 };
         stage.toxic(links::KAFKA, latency, Stream::Downstream).await;
 
         // The witness: a live relay marks a row once the acknowledgement comes.
@@ -447,7 +447,7 @@ async fn a_crash_mid_commit_is_unknown_and_reconciled_as_recovered() {
         app.db().read_stock(1).await.unwrap();
         // Every reply from Postgres takes 2 s: the COMMIT is applied at once,
         // its reply arrives 2 s later.
-        let latency = ToxicKind::Latency { latency: REPLY_DELAY.as_millis() as u64, jitter: 0 };
+        let latency = ToxicKind::Latency { latency: REPLY_DELAY.as_millis() as i64, jitter: 0 };
         stage.toxic(links::POSTGRES, latency, Stream::Downstream).await;
 
         // An order a second, no reads: each order takes five replies (10 s),

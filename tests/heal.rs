@@ -24,7 +24,7 @@ fn window(link: &str, from_ms: u64, until_ms: u64, fault: Fault) -> Window {
     Window { link: link.into(), from: Duration::from_millis(from_ms), until: Duration::from_millis(until_ms), fault }
 }
 
-fn latency(ms: u64) -> Fault {
+fn latency(ms: i64) -> Fault {
     Fault::Toxic { toxic: Toxic::new(ToxicKind::Latency { latency: ms, jitter: 0 }, Stream::Downstream) }
 }
 

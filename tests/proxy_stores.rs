@@ -98,8 +98,12 @@ async fn postgres_latency_added_and_removed_on_a_live_connection() {
     h.server.shutdown().await;
 }
 
+/// `reset_peer` as Toxiproxy 2.12 has it: a pooled connection, opened before
+/// the toxic, is closed with a FIN (sqlx reads an unexpected EOF); a
+/// connection opened while the toxic is in place is reset (Toxiproxy sets
+/// `SO_LINGER 0` only on links that start with `reset_peer` in their chain).
 #[tokio::test]
-async fn postgres_reset_peer_gives_the_client_a_reset() {
+async fn postgres_reset_peer_closes_a_pooled_connection_and_resets_a_new_one() {
     let h = Harness::start().await;
     let listen = h.proxy("postgres", POSTGRES).await;
     let mut conn = pg(listen).await;
@@ -111,7 +115,15 @@ async fn postgres_reset_peer_gives_the_client_a_reset() {
         .expect("query timed out")
         .unwrap_err();
     match &err {
-        sqlx::Error::Io(io) => assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset, "{io}"),
+        sqlx::Error::Io(io) => assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof, "{io}"),
+        other => panic!("expected the connection closed under the query, got {other:?}"),
+    }
+
+    // Opened under the toxic: the first answer (to the startup message)
+    // triggers it, and the client is reset.
+    let err = timeout(BOUND, PgConnection::connect_with(&pg_options(listen))).await.expect("connect timed out");
+    match err {
+        Err(sqlx::Error::Io(io)) => assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset, "{io}"),
         other => panic!("expected an I/O reset, got {other:?}"),
     }
 

@@ -284,7 +284,7 @@ fn check_proxy_url(url: &str) -> Result<()> {
     let fix = "expected e.g. --toxiproxy http://127.0.0.1:8474, or omit it for the built-in proxy";
     let shown = redact_url(url);
     let parsed =
-        reqwest::Url::parse(url).map_err(|e| Error::input(format!("--toxiproxy {shown:?} is not a URL ({fix})"), e))?;
+        url::Url::parse(url).map_err(|e| Error::input(format!("--toxiproxy {shown:?} is not a URL ({fix})"), e))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::Config(format!("--toxiproxy {shown:?} is not an http:// URL with a host; {fix}")));
     }

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::api::ApiError;
-use super::toxic::{Stream, Toxic, ToxicKind};
+use crate::wire::{ApiError, Stream, Toxic, ToxicKind};
 
 /// A toxic as the pumps see it.
 #[derive(Debug, Clone)]
@@ -32,6 +31,11 @@ pub(crate) struct LiveToxic {
 
 /// What a pump receives: the current chain of one direction.
 pub(crate) type Chain = Arc<Vec<LiveToxic>>;
+
+/// Does this chain hold a `reset_peer` toxic (whatever its toxicity)?
+pub(crate) fn has_reset_peer(chain: &Chain) -> bool {
+    chain.iter().any(|t| matches!(t.toxic.kind, ToxicKind::ResetPeer { .. }))
+}
 
 /// The toxics of one proxy, both directions.
 pub(crate) struct ToxicSet {

@@ -7,20 +7,27 @@
 //! as Toxiproxy does. The [`Collection`] holds the proxies by name and
 //! implements the operations behind the HTTP API, each returning Toxiproxy's
 //! own errors ([`ApiError`]).
+//!
+//! Every proxy listens where the server's [`BindPolicy`] puts it, and
+//! numbers its connections, so that each connection's random draws (jitter,
+//! slicer cuts, toxicity) come from the server's seed and its place in the
+//! proxy's sequence of connections.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::api::{ApiError, ProxyInfo};
-use super::config::ProxyConfig;
-use super::link;
-use super::toxic::Stream;
-use super::toxic_set::ToxicSet;
+use crate::bind::{warn_if_exposed, BindPolicy};
+use crate::link::{self, DrawKey};
+use crate::plane::DataPlane;
+use crate::toxic_set::{Chain, ToxicSet};
+use crate::wire::{ApiError, ProxyConfig, ProxyInfo, Stream};
 
 /// How long a new connection may take to reach the upstream before the
 /// client is dropped (Toxiproxy waits for the OS; a bound keeps a dead
@@ -43,6 +50,18 @@ struct Running {
     connections: Arc<Mutex<Connections>>,
 }
 
+/// What every connection of a proxy needs to know, whoever accepts it.
+#[derive(Clone)]
+struct Accepting {
+    name: String,
+    upstream: String,
+    chains: (watch::Receiver<Chain>, watch::Receiver<Chain>),
+    /// The server's seed, shared so that a reseed reaches running proxies.
+    seed: Arc<AtomicU64>,
+    /// The next connection's number on this proxy (kept across down/up).
+    next_number: Arc<AtomicU64>,
+}
+
 /// One proxy.
 pub(crate) struct Proxy {
     name: String,
@@ -52,6 +71,7 @@ pub(crate) struct Proxy {
     upstream: String,
     pub(crate) toxics: ToxicSet,
     running: Option<Running>,
+    next_number: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -62,6 +82,7 @@ impl Proxy {
             upstream: config.upstream.clone(),
             toxics: ToxicSet::new(),
             running: None,
+            next_number: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -79,28 +100,30 @@ impl Proxy {
         }
     }
 
-    /// Starts listening. A no-op if already running.
-    fn start(&mut self) -> Result<(), ApiError> {
+    /// Starts listening where `policy` puts the configured address. A no-op
+    /// if already running.
+    fn start(&mut self, plane: &DataPlane, policy: BindPolicy, seed: &Arc<AtomicU64>) -> Result<(), ApiError> {
         if self.running.is_some() {
             return Ok(());
         }
-        let addr = if self.listen.is_empty() { DEFAULT_LISTEN } else { &self.listen };
+        let addr = policy.apply(if self.listen.is_empty() { DEFAULT_LISTEN } else { &self.listen });
         // A std bind is synchronous, so that when the API answers, the port is
         // already open (or the error already known).
-        let listener = std::net::TcpListener::bind(addr)
+        let listener = std::net::TcpListener::bind(&addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(TcpListener::from_std)
             .map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
         let bound = listener.local_addr().map_err(|e| ApiError::internal(format!("listen tcp {addr}: {e}")))?;
+        warn_if_exposed(&format!("proxy {:?}", self.name), bound);
         self.listen = bound.to_string();
         let connections = Arc::new(Mutex::new(Connections::default()));
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            self.name.clone(),
-            self.upstream.clone(),
-            (self.toxics.subscribe(Stream::Upstream), self.toxics.subscribe(Stream::Downstream)),
-            connections.clone(),
-        ));
+        let accepting = Accepting {
+            name: self.name.clone(),
+            upstream: self.upstream.clone(),
+            chains: (self.toxics.subscribe(Stream::Upstream), self.toxics.subscribe(Stream::Downstream)),
+            seed: seed.clone(),
+            next_number: self.next_number.clone(),
+        };
+        let accept = plane.spawn(accept_loop(listener, accepting, connections.clone()));
         tracing::info!(name = %self.name, listen = %self.listen, upstream = %self.upstream, "started proxy");
         self.running = Some(Running { accept, connections });
         Ok(())
@@ -125,16 +148,21 @@ impl Proxy {
     }
 }
 
-type Subscriptions =
-    (tokio::sync::watch::Receiver<super::toxic_set::Chain>, tokio::sync::watch::Receiver<super::toxic_set::Chain>);
-
-async fn accept_loop(
-    listener: TcpListener,
-    name: String,
-    upstream: String,
-    toxics: Subscriptions,
-    connections: Arc<Mutex<Connections>>,
-) {
+/// Accepts connections on the data plane (whose reactor the listener joins
+/// here) and runs each on a task of its own there.
+async fn accept_loop(listener: std::net::TcpListener, proxy: Accepting, connections: Arc<Mutex<Connections>>) {
+    let Accepting { name, upstream, chains: toxics, seed, next_number } = proxy;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(name = %name, error = %e, "cannot watch the proxy's listening socket");
+            return;
+        }
+    };
+    // Toxiproxy draws from its process-wide generator; here every connection
+    // has its own stream, keyed by the seed, the proxy and the connection's
+    // number, so the same seed and the same connections give the same draws.
+    let proxy_key = link::name_key(&name);
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -149,6 +177,11 @@ async fn accept_loop(
         let upstream = upstream.clone();
         let name = name.clone();
         let (up, down) = (toxics.0.clone(), toxics.1.clone());
+        let key = DrawKey {
+            seed: seed.load(Ordering::Relaxed),
+            proxy: proxy_key,
+            connection: next_number.fetch_add(1, Ordering::Relaxed),
+        };
         let registry = connections.clone();
         // Spawn and register under the lock, so that a connection that ends
         // at once cannot try to deregister before it is registered.
@@ -157,7 +190,7 @@ async fn accept_loop(
         guard.next_id += 1;
         let task = tokio::spawn(async move {
             match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await {
-                Ok(Ok(server)) => link::run(client, server, up, down).await,
+                Ok(Ok(server)) => link::run(client, server, up, down, key).await,
                 Ok(Err(e)) => {
                     tracing::warn!(name = %name, client = %peer, upstream = %upstream, error = %e, "unable to open connection to upstream")
                 }
@@ -172,14 +205,33 @@ async fn accept_loop(
 }
 
 /// Every proxy of a server, by name.
-#[derive(Default)]
 pub(crate) struct Collection {
     /// One lock for all API operations: they are rare, and serialising them
     /// keeps start/stop/replace free of races (connections never take it).
     proxies: tokio::sync::Mutex<BTreeMap<String, Proxy>>,
+    policy: BindPolicy,
+    seed: Arc<AtomicU64>,
+    /// Where the listeners and connections run.
+    plane: DataPlane,
 }
 
 impl Collection {
+    pub fn new(policy: BindPolicy, seed: u64) -> std::io::Result<Collection> {
+        let plane = DataPlane::start()?;
+        Ok(Collection { proxies: Default::default(), policy, seed: Arc::new(AtomicU64::new(seed)), plane })
+    }
+
+    /// Sets the seed of every connection opened from now on, and numbers
+    /// the next connection of every proxy 0 again: after a reseed, the
+    /// draws depend only on the new seed and the connections that follow.
+    pub async fn reseed(&self, seed: u64) {
+        let proxies = self.proxies.lock().await;
+        self.seed.store(seed, Ordering::Relaxed);
+        for proxy in proxies.values() {
+            proxy.next_number.store(0, Ordering::Relaxed);
+        }
+    }
+
     pub async fn infos(&self) -> BTreeMap<String, ProxyInfo> {
         self.proxies.lock().await.iter().map(|(name, p)| (name.clone(), p.info())).collect()
     }
@@ -203,7 +255,7 @@ impl Collection {
         }
         let mut proxy = Proxy::new(config);
         if config.enabled {
-            proxy.start()?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
         }
         let info = proxy.info();
         proxies.insert(config.name.clone(), proxy);
@@ -213,26 +265,30 @@ impl Collection {
     /// `POST /populate`: creates each proxy, or replaces an existing one of
     /// the same name whose listen or upstream address differs. A proxy whose
     /// addresses match is left untouched, toxics, state and connections
-    /// included, so populating twice is harmless.
-    pub async fn populate(&self, configs: &[ProxyConfig]) -> Result<Vec<ProxyInfo>, ApiError> {
+    /// included, so populating twice is harmless. On an error part-way (a
+    /// port in use), the proxies made so far stay, and are returned beside
+    /// the error, as Toxiproxy does.
+    pub async fn populate(&self, configs: &[ProxyConfig]) -> Result<Vec<ProxyInfo>, (ApiError, Vec<ProxyInfo>)> {
         // Validate everything before changing anything.
         let mut names = HashSet::new();
         for (i, config) in configs.iter().enumerate() {
             if config.name.is_empty() {
-                return Err(ApiError::missing_field(&format!("name at proxy {}", i + 1)));
+                return Err((ApiError::missing_field(&format!("name at proxy {}", i + 1)), Vec::new()));
             }
             if config.upstream.is_empty() {
-                return Err(ApiError::missing_field(&format!("upstream at proxy {}", i + 1)));
+                return Err((ApiError::missing_field(&format!("upstream at proxy {}", i + 1)), Vec::new()));
             }
+            // Toxiproxy lets a later entry replace an earlier one of the same
+            // name; a list that names a proxy twice is a mistake worth saying.
             if !names.insert(config.name.as_str()) {
-                return Err(ApiError::bad_request(format!("duplicate proxy name {:?}", config.name)));
+                return Err((ApiError::bad_request(format!("duplicate proxy name {:?}", config.name)), Vec::new()));
             }
         }
         let mut proxies = self.proxies.lock().await;
         let mut result = Vec::with_capacity(configs.len());
         for config in configs {
             if let Some(existing) = proxies.get_mut(&config.name) {
-                if !differs(existing, config) {
+                if !differs(existing, config, self.policy) {
                     result.push(existing.info());
                     continue;
                 }
@@ -240,7 +296,9 @@ impl Collection {
             }
             let mut proxy = Proxy::new(config);
             if config.enabled {
-                proxy.start()?;
+                if let Err(e) = proxy.start(&self.plane, self.policy, &self.seed) {
+                    return Err((e, result));
+                }
             }
             result.push(proxy.info());
             proxies.insert(config.name.clone(), proxy);
@@ -269,7 +327,7 @@ impl Collection {
             proxy.upstream = upstream;
         }
         if enabled && !proxy.enabled() {
-            proxy.start()?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
         } else if !enabled && proxy.enabled() {
             proxy.stop().await;
         }
@@ -288,7 +346,7 @@ impl Collection {
     pub async fn reset(&self) -> Result<(), ApiError> {
         let mut proxies = self.proxies.lock().await;
         for proxy in proxies.values_mut() {
-            proxy.start()?;
+            proxy.start(&self.plane, self.policy, &self.seed)?;
             proxy.toxics.reset();
         }
         Ok(())
@@ -304,9 +362,11 @@ impl Collection {
 }
 
 /// Toxiproxy's `Differs`: the new listen address, resolved, against the
-/// bound one, and the upstream as written.
-fn differs(existing: &Proxy, config: &ProxyConfig) -> bool {
-    let listen = if config.listen.is_empty() { DEFAULT_LISTEN } else { &config.listen };
+/// bound one, and the upstream as written. The new address is first put
+/// where the bind policy would bind it, or `0.0.0.0:25432` would never match
+/// the `127.0.0.1:25432` it was bound on.
+fn differs(existing: &Proxy, config: &ProxyConfig, policy: BindPolicy) -> bool {
+    let listen = policy.apply(if config.listen.is_empty() { DEFAULT_LISTEN } else { &config.listen });
     let resolved = listen.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).map(|a| a.to_string());
     resolved.as_deref() != Some(existing.listen.as_str()) || config.upstream != existing.upstream
 }

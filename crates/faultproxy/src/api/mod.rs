@@ -1,9 +1,9 @@
-//! Toxiproxy's HTTP API: routes, JSON shapes, status codes and error texts.
+//! Toxiproxy's HTTP API: routes, status codes and error texts.
 //!
-//! Paths, bodies and answers follow Toxiproxy 2.x's `api.go`, so that
-//! `toxiproxy-cli`, the Toxiproxy client libraries and dualwrite's own
-//! [`ToxiproxyClient`](super::ToxiproxyClient) cannot tell the built-in server
-//! from the real one:
+//! Paths, bodies and answers follow Toxiproxy 2.12's `api.go`, so that
+//! `toxiproxy-cli`, the Toxiproxy client libraries and this crate's own
+//! [`ToxiproxyClient`](crate::ToxiproxyClient) cannot tell the built-in
+//! server from the real one:
 //!
 //! | route | answer |
 //! |---|---|
@@ -21,137 +21,50 @@
 //! | `DELETE /proxies/{p}/toxics/{t}` | 204 |
 //! | `POST /reset` | 204: every proxy enabled, every toxic removed |
 //!
-//! Errors are `{"error": "...", "status": N}` with Toxiproxy's texts ("proxy
-//! not found", ...). A proxy is `{"name", "listen", "upstream", "enabled",
-//! "toxics"}`; a toxic is the wire format of [`Toxic`].
+//! Errors are [`ApiError`]s: `{"error": "...", "status": N}`. Requests from
+//! web pages are refused before any route sees them ([`guard`]).
+
+mod guard;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::collection::Collection;
-use super::config::ProxyConfig;
-use super::toxic::{Toxic, ToxicKind};
+pub(crate) use guard::LocalAddr;
+
+use crate::collection::Collection;
+use crate::wire::{ApiError, ProxyConfig, ProxyInfo, ProxyUpdate, Stream, Toxic, ToxicKind};
 
 /// What `GET /version` reports.
-pub const VERSION: &str = concat!("dualwrite-", env!("CARGO_PKG_VERSION"));
-
-/// A proxy as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProxyInfo {
-    /// Unique name, e.g. `postgres`.
-    pub name: String,
-    /// The address the proxy listens on: the bound one (a port 0 resolved)
-    /// once it has started.
-    pub listen: String,
-    /// Where accepted connections are forwarded to.
-    pub upstream: String,
-    /// `false` when the proxy is down.
-    pub enabled: bool,
-    /// Its toxics, upstream first.
-    #[serde(default)]
-    pub toxics: Vec<Toxic>,
-}
-
-impl ProxyInfo {
-    /// `listen` as a socket address, if it is one (it is, once started).
-    pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen.parse().ok()
-    }
-}
-
-/// The fields of a proxy update; `None` keeps the current value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProxyUpdate {
-    /// A new listen address (restarts the proxy, dropping its connections).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listen: Option<String>,
-    /// A new upstream (restarts the proxy, dropping its connections).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<String>,
-    /// `false` takes the proxy down, `true` brings it back up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-}
-
-/// A refusal of the API, in Toxiproxy's shape and words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
-    /// Toxiproxy's text, e.g. "proxy not found".
-    #[serde(rename = "error")]
-    pub message: String,
-    /// The HTTP status it came with.
-    pub status: u16,
-}
-
-impl ApiError {
-    fn new(message: impl Into<String>, status: StatusCode) -> ApiError {
-        ApiError { message: message.into(), status: status.as_u16() }
-    }
-    pub(crate) fn proxy_not_found() -> ApiError {
-        ApiError::new("proxy not found", StatusCode::NOT_FOUND)
-    }
-    pub(crate) fn proxy_already_exists() -> ApiError {
-        ApiError::new("proxy already exists", StatusCode::CONFLICT)
-    }
-    pub(crate) fn toxic_not_found() -> ApiError {
-        ApiError::new("toxic not found", StatusCode::NOT_FOUND)
-    }
-    pub(crate) fn toxic_already_exists() -> ApiError {
-        ApiError::new("toxic already exists", StatusCode::CONFLICT)
-    }
-    pub(crate) fn invalid_stream() -> ApiError {
-        ApiError::new("stream was invalid, can be either upstream or downstream", StatusCode::BAD_REQUEST)
-    }
-    pub(crate) fn invalid_toxic_type() -> ApiError {
-        ApiError::new("invalid toxic type", StatusCode::BAD_REQUEST)
-    }
-    pub(crate) fn missing_field(field: &str) -> ApiError {
-        ApiError::new(format!("missing required field: {field}"), StatusCode::BAD_REQUEST)
-    }
-    pub(crate) fn bad_request_body(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(format!("bad request body: {error}"), StatusCode::BAD_REQUEST)
-    }
-    pub(crate) fn bad_request(message: String) -> ApiError {
-        ApiError::new(message, StatusCode::BAD_REQUEST)
-    }
-    /// Toxiproxy answers 500 with the bare Go error for anything else (a
-    /// port already in use, ...).
-    pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(error.to_string(), StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-}
+pub const VERSION: &str = concat!("faultproxy-", env!("CARGO_PKG_VERSION"));
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status_code(), Json(self)).into_response()
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
     }
 }
 
 type Shared = State<Arc<Collection>>;
 
-/// The API's routes over one collection of proxies.
+/// The API's routes over one collection of proxies. Serve it with
+/// [`LocalAddr`] as connect info: the guard needs each connection's own
+/// address.
 pub(crate) fn router(collection: Arc<Collection>) -> Router {
     Router::new()
         .route("/version", get(version))
-        .route("/reset", axum::routing::post(reset))
-        .route("/populate", axum::routing::post(populate))
+        .route("/reset", post(reset))
+        .route("/populate", post(populate))
         .route("/proxies", get(proxy_index).post(proxy_create))
         .route("/proxies/{proxy}", get(proxy_show).post(proxy_update).patch(proxy_update).delete(proxy_delete))
         .route("/proxies/{proxy}/toxics", get(toxic_index).post(toxic_create))
@@ -159,22 +72,8 @@ pub(crate) fn router(collection: Arc<Collection>) -> Router {
             "/proxies/{proxy}/toxics/{toxic}",
             get(toxic_show).post(toxic_update).patch(toxic_update).delete(toxic_delete),
         )
-        .layer(middleware::from_fn(stop_browsers))
+        .layer(middleware::from_fn(guard::refuse_web_pages))
         .with_state(collection)
-}
-
-/// Toxiproxy refuses browsers (a web page must not be able to reconfigure
-/// the proxies of the developer's machine), and so do we.
-async fn stop_browsers(request: Request, next: Next) -> Response {
-    let from_browser = request
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|ua| ua.to_str().ok())
-        .is_some_and(|ua| ua.starts_with("Mozilla/"));
-    if from_browser {
-        return (StatusCode::FORBIDDEN, "User agent not allowed\n").into_response();
-    }
-    next.run(request).await
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -237,13 +136,16 @@ async fn populate(State(collection): Shared, body: Bytes) -> Response {
             let configs: Vec<ProxyConfig> = inputs.into_iter().map(ProxyInput::into_config).collect();
             collection.populate(&configs).await
         }
-        Err(e) => Err(e),
+        Err(e) => Err((e, Vec::new())),
     };
     match result {
         Ok(proxies) => (StatusCode::CREATED, Json(serde_json::json!({ "proxies": proxies }))).into_response(),
-        // Toxiproxy puts the error beside a null proxy list.
-        Err(e) => {
-            (e.status_code(), Json(serde_json::json!({ "error": e.message, "status": e.status, "proxies": null })))
+        // Toxiproxy puts the error beside the proxies it did create (`null`
+        // when none).
+        Err((e, made)) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let proxies = if made.is_empty() { Value::Null } else { serde_json::json!(made) };
+            (status, Json(serde_json::json!({ "error": e.message, "status": e.status, "proxies": proxies })))
                 .into_response()
         }
     }
@@ -280,44 +182,61 @@ async fn toxic_create(
 ) -> Result<Json<Toxic>, ApiError> {
     collection
         .with_proxy(&proxy, |p| {
-            let toxic = parse_new_toxic(&body)?;
-            p.toxics.add(toxic)
+            let new = NewToxic::read(&body)?;
+            // A taken name is refused before the attributes are read (409
+            // before 400), as in Toxiproxy.
+            if p.toxics.get(&new.name).is_some() {
+                return Err(ApiError::toxic_already_exists());
+            }
+            p.toxics.add(new.into_toxic()?)
         })
         .await
         .map(Json)
 }
 
-/// Reads a new toxic the way Toxiproxy's `AddToxicJson` does: the stream is
-/// checked (and defaults to downstream), the name defaults to
-/// `<type>_<stream>`, the type is checked, and only then the attributes.
-fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
-    let mut value: Value = parse_body(body)?;
-    let fields = value.as_object_mut().ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
-    let stream = match fields.get("stream") {
-        None | Some(Value::Null) => "downstream".to_string(),
-        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "" | "downstream" => "downstream".to_string(),
-            "upstream" => "upstream".to_string(),
-            _ => return Err(ApiError::invalid_stream()),
-        },
-        Some(_) => return Err(ApiError::bad_request_body("\"stream\" must be a string")),
-    };
-    let kind = match fields.get("type") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(t)) => t.clone(),
-        Some(_) => return Err(ApiError::bad_request_body("\"type\" must be a string")),
-    };
-    let name = match fields.get("name") {
-        Some(Value::String(n)) if !n.is_empty() => n.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => format!("{kind}_{stream}"),
-        Some(_) => return Err(ApiError::bad_request_body("\"name\" must be a string")),
-    };
-    if !ToxicKind::TYPE_NAMES.contains(&kind.as_str()) {
-        return Err(ApiError::invalid_toxic_type());
+/// A new toxic whose stream, name and type have been checked, in Toxiproxy's
+/// order (`AddToxicJson`): the stream (missing means downstream; `""` and
+/// anything but upstream or downstream, in any case, is refused; kept as
+/// written), the name (defaulting to `<type>_<stream as written>`), the type
+/// (case matters). The name's uniqueness, then the attributes, come next.
+struct NewToxic {
+    name: String,
+    value: Value,
+}
+
+impl NewToxic {
+    fn read(body: &[u8]) -> Result<NewToxic, ApiError> {
+        let mut value: Value = parse_body(body)?;
+        let fields =
+            value.as_object_mut().ok_or_else(|| ApiError::bad_request_body("a toxic must be a JSON object"))?;
+        let stream = match fields.get("stream") {
+            None | Some(Value::Null) => Stream::Downstream.as_str().to_string(),
+            Some(Value::String(s)) if Stream::parse(s).is_some() => s.clone(),
+            Some(Value::String(_)) => return Err(ApiError::invalid_stream()),
+            Some(_) => return Err(ApiError::bad_request_body("\"stream\" must be a string")),
+        };
+        let kind = match fields.get("type") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(ApiError::bad_request_body("\"type\" must be a string")),
+        };
+        let name = match fields.get("name") {
+            Some(Value::String(n)) if !n.is_empty() => n.clone(),
+            None | Some(Value::Null) | Some(Value::String(_)) => format!("{kind}_{stream}"),
+            Some(_) => return Err(ApiError::bad_request_body("\"name\" must be a string")),
+        };
+        if !ToxicKind::is_type_name(&kind) {
+            return Err(ApiError::invalid_toxic_type());
+        }
+        fields.insert("stream".into(), Value::String(stream));
+        fields.insert("name".into(), Value::String(name.clone()));
+        Ok(NewToxic { name, value })
     }
-    fields.insert("stream".into(), Value::String(stream));
-    fields.insert("name".into(), Value::String(name));
-    serde_json::from_value(value).map_err(ApiError::bad_request_body)
+
+    /// The toxic, attributes read.
+    fn into_toxic(self) -> Result<Toxic, ApiError> {
+        serde_json::from_value(self.value).map_err(ApiError::bad_request_body)
+    }
 }
 
 async fn toxic_show(
@@ -364,7 +283,10 @@ async fn toxic_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::toxic::Stream;
+
+    fn parse_new_toxic(body: &[u8]) -> Result<Toxic, ApiError> {
+        NewToxic::read(body)?.into_toxic()
+    }
 
     #[test]
     fn new_toxics_get_toxiproxys_defaults() {
@@ -372,9 +294,15 @@ mod tests {
         assert_eq!(toxic.name, "latency_downstream");
         assert_eq!(toxic.stream, Stream::Downstream);
         assert_eq!(toxic.toxicity, 1.0);
+        // The stream acts upstream, and is kept and named as written.
         let toxic = parse_new_toxic(br#"{"type": "timeout", "stream": "UPSTREAM"}"#).unwrap();
-        assert_eq!(toxic.name, "timeout_upstream");
+        assert_eq!(
+            (toxic.name.as_str(), toxic.stream, toxic.stream_as_written()),
+            ("timeout_UPSTREAM", Stream::Upstream, "UPSTREAM")
+        );
         assert_eq!(toxic.kind, ToxicKind::Timeout { timeout: 0 });
+        let toxic = parse_new_toxic(br#"{"type": "noop"}"#).unwrap();
+        assert_eq!((toxic.name.as_str(), toxic.kind), ("noop_downstream", ToxicKind::Noop {}));
     }
 
     #[test]
@@ -383,7 +311,9 @@ mod tests {
         assert_eq!(err("{nope").status, 400);
         assert!(err("{nope").message.starts_with("bad request body: "));
         assert_eq!(err(r#"{"type": "gremlins", "stream": "sideways"}"#), ApiError::invalid_stream());
+        assert_eq!(err(r#"{"type": "latency", "stream": ""}"#), ApiError::invalid_stream());
         assert_eq!(err(r#"{"type": "gremlins"}"#), ApiError::invalid_toxic_type());
+        assert_eq!(err(r#"{"type": "Latency"}"#), ApiError::invalid_toxic_type());
         assert_eq!(err(r#"{"stream": "upstream"}"#), ApiError::invalid_toxic_type());
         let bad = err(r#"{"type": "latency", "attributes": {"latency": "slow"}}"#);
         assert_eq!(bad.status, 400);

@@ -1,52 +1,26 @@
-//! Proxy declarations in Toxiproxy's `-config` file format.
-//!
-//! `toxiproxy.json` is a JSON array of proxies, exactly what a real
-//! `toxiproxy-server -config toxiproxy.json` reads and what `POST /populate`
-//! takes, so one file serves the built-in server, the Docker image and the
-//! runner:
-//!
-//! ```json
-//! [{"name": "redis", "listen": "127.0.0.1:26379", "upstream": "127.0.0.1:6379", "enabled": true}]
-//! ```
+//! Reading a Toxiproxy `-config` file: a JSON array of
+//! [`ProxyConfig`](crate::ProxyConfig)s, the same file a real
+//! `toxiproxy-server -config FILE` reads.
 
+use std::io::Read;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use crate::wire::ProxyConfig;
+use crate::ProxyError;
 
-use super::ProxyError;
-
-fn enabled_by_default() -> bool {
-    true
-}
-
-/// One proxy: a name, where it listens and where it forwards to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProxyConfig {
-    /// Unique name, e.g. `postgres` (see [`crate::links`]).
-    pub name: String,
-    /// `host:port` to listen on; port 0 picks a free port, which the API then
-    /// reports in its `listen` field.
-    #[serde(default)]
-    pub listen: String,
-    /// `host:port` every accepted connection is forwarded to.
-    pub upstream: String,
-    /// `false` creates the proxy "down" (not listening). Defaults to `true`,
-    /// as in Toxiproxy.
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-}
-
-impl ProxyConfig {
-    /// An enabled proxy.
-    pub fn new(name: impl Into<String>, listen: impl Into<String>, upstream: impl Into<String>) -> Self {
-        ProxyConfig { name: name.into(), listen: listen.into(), upstream: upstream.into(), enabled: true }
-    }
-}
+/// The largest config file read: a list of proxies is a few hundred bytes
+/// each, and a path such as `/dev/zero` must fail instead of filling memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Reads a Toxiproxy `-config` file.
 pub fn load_config(path: &Path) -> Result<Vec<ProxyConfig>, ProxyError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ProxyError::ConfigRead { path: path.to_path_buf(), source })?;
+    let read_error = |source| ProxyError::ConfigRead { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ProxyError::ConfigTooLarge { path: path.to_path_buf(), limit: MAX_CONFIG_BYTES });
+    }
     serde_json::from_str(&text).map_err(|source| ProxyError::ConfigParse { path: path.to_path_buf(), source })
 }
 
@@ -79,5 +53,11 @@ mod tests {
         assert!(err.to_string().contains("toxiproxy.json is not a Toxiproxy config"), "{err}");
         let err = load_config(&dir.path().join("missing.json")).unwrap_err();
         assert!(err.to_string().starts_with("cannot read the fault proxy config"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_file_is_refused_not_read_to_the_end() {
+        let err = load_config(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, ProxyError::ConfigTooLarge { .. }), "{err:?}");
     }
 }

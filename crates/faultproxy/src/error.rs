@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::api::ApiError;
+use crate::wire::ApiError;
 
 /// Why the fault proxy (the built-in server, or a client of any Toxiproxy)
 /// could not do what it was asked.
@@ -27,14 +27,13 @@ pub enum ProxyError {
     HttpClient(#[source] reqwest::Error),
 
     /// Nothing answered at the Toxiproxy address.
-    #[error(
-        "cannot reach the fault proxy at {url}: {reason} (start it with `dualwrite toxiproxy`, \
-         or omit --toxiproxy to use the built-in one)"
-    )]
+    #[error("cannot reach the fault proxy at {url}: {reason} ({hint})")]
     Unreachable {
         url: String,
         /// The root cause in a few words ("connection refused").
         reason: String,
+        /// What to do about it (see [`ToxiproxyClient::with_hint`](crate::ToxiproxyClient::with_hint)).
+        hint: String,
         #[source]
         source: reqwest::Error,
     },
@@ -73,13 +72,17 @@ pub enum ProxyError {
     /// The built-in server could not bind its HTTP API.
     #[error(
         "cannot start the fault proxy's HTTP API on {addr} (is another toxiproxy already \
-         running there? choose another address with --listen)"
+         running there? choose another address)"
     )]
     ApiBind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+
+    /// The thread that carries the proxies' traffic could not be started.
+    #[error("cannot start the fault proxy's data plane (a thread and its runtime)")]
+    DataPlane(#[source] std::io::Error),
 
     /// The built-in server's HTTP API stopped with an I/O error.
     #[error("the fault proxy's HTTP API on {addr} failed")]
@@ -96,6 +99,13 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A `-config` file is larger than any proxy list (it is not one).
+    #[error(
+        "{} is larger than {limit} bytes, too large for a Toxiproxy config (is it the right file?)",
+        path.display()
+    )]
+    ConfigTooLarge { path: PathBuf, limit: u64 },
 
     /// A `-config` file is not Toxiproxy's format.
     #[error(

@@ -1,9 +1,9 @@
 //! A client for Toxiproxy's HTTP API, real or built in.
 //!
-//! dualwrite only ever speaks this API, so the runner works the same against
-//! the in-process [`ProxyServer`](super::ProxyServer) and a Toxiproxy in
-//! Docker. Every request has a timeout (5 s unless told otherwise): a fault
-//! proxy that hangs must not hang the heal phase.
+//! The same calls work against the in-process
+//! [`ProxyServer`](crate::ProxyServer) and a Toxiproxy in Docker. Every
+//! request has a timeout (5 s unless told otherwise): a fault proxy that
+//! hangs must not hang whoever heals it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,13 +12,14 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::api::{ProxyInfo, ProxyUpdate};
-use super::config::ProxyConfig;
-use super::toxic::Toxic;
-use super::ProxyError;
+use crate::wire::{ProxyConfig, ProxyInfo, ProxyUpdate, Toxic};
+use crate::ProxyError;
 
 /// The default timeout of every request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an unreachable-server error suggests unless told otherwise.
+pub const DEFAULT_HINT: &str = "is a Toxiproxy server running there?";
 
 /// A handle on one Toxiproxy API.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct ToxiproxyClient {
     base: Url,
     http: reqwest::Client,
     timeout: Duration,
+    hint: String,
 }
 
 impl ToxiproxyClient {
@@ -43,7 +45,14 @@ impl ToxiproxyClient {
             .map(|request| request.url().clone())
             .map_err(|source| ProxyError::InvalidUrl { url: base_url.to_string(), source })?;
         let http = reqwest::Client::builder().timeout(timeout).build().map_err(ProxyError::HttpClient)?;
-        Ok(ToxiproxyClient { base, http, timeout })
+        Ok(ToxiproxyClient { base, http, timeout, hint: DEFAULT_HINT.to_string() })
+    }
+
+    /// Sets what an unreachable-server error tells the user to do, e.g. the
+    /// command that starts the server in the program that uses this client.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> ToxiproxyClient {
+        self.hint = hint.into();
+        self
     }
 
     /// The base URL, without a trailing slash.
@@ -187,7 +196,7 @@ impl ToxiproxyClient {
         if source.is_timeout() {
             ProxyError::Timeout { url, method, path: path.to_string(), timeout: self.timeout, source }
         } else {
-            ProxyError::Unreachable { url, reason: root_cause(&source), source }
+            ProxyError::Unreachable { url, reason: root_cause(&source), hint: self.hint.clone(), source }
         }
     }
 }
@@ -249,10 +258,9 @@ mod tests {
         let err = ToxiproxyClient::new(&url).unwrap().version().await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "cannot reach the fault proxy at {url}: connection refused (start it with `dualwrite toxiproxy`, \
-                 or omit --toxiproxy to use the built-in one)"
-            )
+            format!("cannot reach the fault proxy at {url}: connection refused (is a Toxiproxy server running there?)")
         );
+        let err = ToxiproxyClient::new(&url).unwrap().with_hint("start one").version().await.unwrap_err();
+        assert!(err.to_string().ends_with("connection refused (start one)"), "{err}");
     }
 }
