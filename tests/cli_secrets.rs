@@ -66,7 +66,7 @@ fn no_password_appears_in_any_output() {
     let out = |name: &str| dir.path().join(name).display().to_string();
     let mut seen: Vec<(String, String)> = Vec::new();
 
-    // A whole cache-aside run: the report, the JSON, the history.
+    // A whole cache-aside run: the report, the JSON, the history, the picture.
     let run = dualwrite(
         &[
             "run",
@@ -85,6 +85,8 @@ fn no_password_appears_in_any_output() {
             &out("r.json"),
             "--history",
             &out("h.jsonl"),
+            "--html",
+            &out("r.html"),
         ],
         &[],
     );
@@ -139,13 +141,14 @@ fn no_password_appears_in_any_output() {
         seen.push((format!("{args:?}"), text(&help)));
     }
 
-    // Every file the runs wrote (an HTML report too, if one was written).
+    // Every file the runs wrote.
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
         seen.push((path.display().to_string(), content));
     }
     assert!(seen.iter().any(|(what, _)| what.ends_with("h.jsonl")), "the history was written");
+    assert!(seen.iter().any(|(what, _)| what.ends_with("r.html")), "the picture was written");
 
     for (what, content) in &seen {
         for secret in [&pg, &rd] {

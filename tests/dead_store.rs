@@ -18,9 +18,10 @@ use common::throwaway::{ThrowawayPostgres, ThrowawayRedis};
 /// with a margin for a shared, loaded machine.
 const NOTICE_LIMIT: Duration = Duration::from_secs(20);
 
-/// The lines of stderr, blank ones aside.
-fn lines(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+/// The lines of stderr, blank ones aside, and without the start-up note
+/// about other runs' leftovers (see `common::without_leftovers_note`).
+fn lines(stderr: &str) -> Vec<String> {
+    common::without_leftovers_note(stderr).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! the point of the run, not warnings; what they did is in the report.
 //! (On a terminal the live view is drawn there instead: `tests/live.rs`.)
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -28,36 +30,6 @@ fn a_default_compare_under_flaky_network_writes_nothing_to_stderr() {
     // One thing may be there, and rightly: on a server other runs share,
     // the start-up note naming runs that died before cleaning up (with the
     // command that removes them). It says nothing about this run's faults.
-    let rest = without_leftovers_note(&stderr);
+    let rest = common::without_leftovers_note(&stderr);
     assert!(rest.is_empty(), "stderr was not quiet:\n{stderr}");
-}
-
-/// `stderr` without the "note: N earlier runs stopped before cleaning up"
-/// paragraph (its first line, and the indented lines that continue it).
-fn without_leftovers_note(stderr: &str) -> String {
-    let mut rest = Vec::new();
-    let mut in_note = false;
-    for line in stderr.lines() {
-        if line.starts_with("note: ") && line.contains("earlier run") {
-            in_note = true;
-        } else if !(in_note && line.starts_with("  ")) {
-            in_note = false;
-            rest.push(line);
-        }
-    }
-    rest.join("\n")
-}
-
-#[test]
-fn with_v_the_phases_are_logged() {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .args(["-v", "run", "naive", "--duration", "1s", "--seed", "1"])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("naive: drain"), "{stderr}");
-    // Plain text when stderr is not a terminal: no escape codes.
-    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }

@@ -351,3 +351,22 @@ pub fn summary(result: &RunResult) -> String {
         result.snapshot.drain,
     )
 }
+
+/// `stderr` without the start-up note "note: N earlier runs stopped before
+/// cleaning up …" (its first line and the indented lines that continue it).
+/// On a server other runs share (the parallel suite, a workshop), that note
+/// names *their* leftovers: right to print, but nothing a test of this run
+/// should count.
+pub fn without_leftovers_note(stderr: &str) -> String {
+    let mut rest = Vec::new();
+    let mut in_note = false;
+    for line in stderr.lines() {
+        if line.starts_with("note: ") && line.contains("earlier run") {
+            in_note = true;
+        } else if !(in_note && line.starts_with("  ")) {
+            in_note = false;
+            rest.push(line);
+        }
+    }
+    rest.join("\n")
+}
