@@ -380,6 +380,13 @@ fn during_the_run(report: &Report, width: usize, lines: &mut Vec<String>) {
                 found.push(format!("{}: none of {} reads served from the cache was stale", run.strategy, cache.hits));
             }
         }
+        // two-phase: what was in doubt, what waited behind it.
+        if let Some(in_doubt) = &run.in_doubt {
+            found.push(format!("{}: {}", run.strategy, crate::reconcile::in_doubt::describe(in_doubt)));
+            if let Some(story) = &in_doubt.story {
+                found.push(format!("{}: {story}", run.strategy));
+            }
+        }
         // A single run says this in its block already.
         if run.pool.acquire_timeouts > 0 && report.runs.len() > 1 {
             found.push(format!(

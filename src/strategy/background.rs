@@ -1,4 +1,5 @@
-//! Background components: the outbox relay and the CDC connector.
+//! Background components: the outbox relay, the CDC connector, and
+//! two-phase's recovery.
 //!
 //! They run beside the app, reach Postgres through their own link
 //! (`postgres_relay`), and a scenario can crash and restart them on their
@@ -11,6 +12,7 @@ use crate::scenario::schedule::Component;
 use crate::snapshot::Backlog;
 
 use super::outbox::relay::Relays;
+use super::two_phase::recovery::Recovery;
 use super::{Env, Strategy};
 
 /// How long reading the backlog may take.
@@ -24,6 +26,9 @@ pub enum Background {
     Relay(Relays),
     /// cdc and outbox-cdc: the connector streaming the run's replication slot.
     Connector(Connector),
+    /// two-phase: recovery of in-doubt transactions (not a scenario
+    /// component: a coordinator crash is a writer crash).
+    Recovery(Recovery),
 }
 
 impl Background {
@@ -32,6 +37,7 @@ impl Background {
         Ok(match env.strategy {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
             Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
+            Strategy::TwoPhase => Background::Recovery(Recovery::start(env).await?),
             _ => Background::None,
         })
     }
@@ -40,7 +46,7 @@ impl Background {
     /// (a relay crash in a CDC run) can be ignored.
     pub fn component(&self) -> Option<Component> {
         match self {
-            Background::None => None,
+            Background::None | Background::Recovery(_) => None,
             Background::Relay(_) => Some(Component::Relay),
             Background::Connector(_) => Some(Component::Connector),
         }
@@ -55,7 +61,7 @@ impl Background {
     /// The process-death imitation: the component stops at once, mid-work.
     pub async fn crash(&mut self) {
         match self {
-            Background::None => {}
+            Background::None | Background::Recovery(_) => {}
             Background::Relay(relays) => relays.crash().await,
             Background::Connector(c) => c.crash().await,
         }
@@ -64,7 +70,7 @@ impl Background {
     /// Starts the component again after a crash, from its stored position.
     pub async fn restart(&mut self, env: &Env, _history: &History) -> Result<()> {
         match self {
-            Background::None => Ok(()),
+            Background::None | Background::Recovery(_) => Ok(()),
             Background::Relay(relays) => relays.restart(env).await,
             Background::Connector(c) => c.restart(env),
         }
@@ -80,6 +86,8 @@ impl Background {
                 // Dead letters will never be published; they are counted, not waited for.
                 Background::Relay(relays) => relays.backlog().await.is_ok_and(|b| b.outbox_unpublished == 0),
                 Background::Connector(c) => c.caught_up().await,
+                // Resolves what is in doubt and publishes what is decided.
+                Background::Recovery(r) => r.caught_up().await,
             }
         };
         tokio::time::timeout(BACKLOG_LIMIT, check).await.unwrap_or(false)
@@ -94,6 +102,7 @@ impl Background {
             Background::None => None,
             Background::Relay(relays) => relays.last_error().map(|e| format!("the relay: {e}")),
             Background::Connector(c) => c.last_error(),
+            Background::Recovery(r) => r.last_error(),
         }
     }
 
@@ -105,6 +114,7 @@ impl Background {
             Background::None => return None,
             Background::Relay(relays) => tokio::time::timeout(BACKLOG_LIMIT, relays.backlog()).await,
             Background::Connector(c) => tokio::time::timeout(BACKLOG_LIMIT, c.backlog()).await,
+            Background::Recovery(r) => tokio::time::timeout(BACKLOG_LIMIT, r.backlog()).await,
         };
         Some(match read {
             Ok(Ok(backlog)) => Ok(backlog),
@@ -119,6 +129,7 @@ impl Background {
             Background::None => {}
             Background::Relay(relays) => relays.stop().await,
             Background::Connector(c) => c.stop().await,
+            Background::Recovery(r) => r.stop().await,
         }
     }
 }

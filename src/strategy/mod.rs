@@ -9,6 +9,7 @@
 //! | `outbox.rs`        | order + outbox row in one transaction; a relay publishes | duplicates only |
 //! | `cdc.rs`           | write the DB only; a connector streams the WAL          | duplicates only |
 //! | `outbox_cdc.rs`    | outbox messages captured from the WAL                   | duplicates only |
+//! | `two_phase/`       | PREPARE TRANSACTION, a Kafka transaction, COMMIT PREPARED | blocks while in doubt |
 //!
 //! Each strategy is an *app* — what the writers and readers run — built by
 //! [`Integration::connect`] at the start of the main phase and again after a
@@ -36,6 +37,8 @@ pub mod publish_in_tx;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
+// Two-phase commit, and its recovery.
+pub mod two_phase;
 
 pub use names::{Expectation, OutboxCdcMode, Strategy};
 
@@ -126,6 +129,7 @@ pub enum App {
     Outbox(outbox::Outbox),
     Cdc(cdc::Cdc),
     OutboxCdc(outbox_cdc::OutboxCdc),
+    TwoPhase(two_phase::TwoPhase),
 }
 
 impl App {
@@ -137,6 +141,7 @@ impl App {
             Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
             Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
             Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
+            Strategy::TwoPhase => App::TwoPhase(two_phase::TwoPhase::connect(env)?),
         })
     }
 
@@ -148,6 +153,7 @@ impl App {
             App::Outbox(s) => s.write(order, history).await,
             App::Cdc(s) => s.write(order, history).await,
             App::OutboxCdc(s) => s.write(order, history).await,
+            App::TwoPhase(s) => s.write(order, history).await,
         }
     }
 
@@ -159,6 +165,7 @@ impl App {
             App::Outbox(s) => s.read(product_id).await,
             App::Cdc(s) => s.read(product_id).await,
             App::OutboxCdc(s) => s.read(product_id).await,
+            App::TwoPhase(s) => s.read(product_id).await,
         }
     }
 
@@ -170,6 +177,7 @@ impl App {
             App::Outbox(s) => s.db(),
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
+            App::TwoPhase(s) => s.db(),
         }
     }
 }
@@ -201,13 +209,20 @@ impl Strategy {
     pub fn has_outbox(self) -> bool {
         matches!(self, Strategy::Outbox)
     }
+
+    /// Whether the strategy leaves prepared transactions (two-phase).
+    pub fn prepares(self) -> bool {
+        matches!(self, Strategy::TwoPhase)
+    }
 }
 
 /// Creates what a strategy needs beyond the common schema (e.g. a
 /// replication slot and publication for the CDC strategies).
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
-        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox => Ok(()),
+        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox | Strategy::TwoPhase => {
+            Ok(())
+        }
         // A replication slot and a publication, named after the run.
         Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::prepare(env).await,
     }
@@ -218,6 +233,8 @@ pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
         // The slot first: an orphaned one keeps WAL for ever.
         Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::cleanup(env).await,
+        // Prepared transactions left in doubt hold locks and WAL for ever.
+        Strategy::TwoPhase => two_phase::recovery::roll_back_all(env).await,
         _ => Ok(()),
     }
 }

@@ -23,17 +23,21 @@ pub enum Strategy {
     Cdc,
     /// Outbox messages captured from the WAL instead of polled.
     OutboxCdc,
+    /// Two-phase commit: PREPARE TRANSACTION, a Kafka transaction, then
+    /// COMMIT PREPARED, with a coordinator log and recovery.
+    TwoPhase,
 }
 
 impl Strategy {
     /// All strategies, in `compare` order.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::Naive,
         Strategy::PublishInTx,
         Strategy::CacheAside,
         Strategy::Outbox,
         Strategy::Cdc,
         Strategy::OutboxCdc,
+        Strategy::TwoPhase,
     ];
 
     /// The name users type (`publish-in-tx`).
@@ -45,6 +49,7 @@ impl Strategy {
             Strategy::Outbox => "outbox",
             Strategy::Cdc => "cdc",
             Strategy::OutboxCdc => "outbox-cdc",
+            Strategy::TwoPhase => "two-phase",
         }
     }
 
