@@ -54,6 +54,20 @@ pub struct RunPicture {
     pub stories: Vec<StoryPicture>,
     /// Absent from reports written before the timeline existed.
     pub timeline: Option<Timeline>,
+    /// two-phase only.
+    #[serde(default)]
+    pub in_doubt: Option<InDoubtPicture>,
+}
+
+/// two-phase's in-doubt figure, as the picture says it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InDoubtPicture {
+    pub resolved: u64,
+    pub blocked: u64,
+    #[serde(default)]
+    pub lock_wait_p99_ms: Option<u64>,
+    #[serde(default)]
+    pub story: Option<String>,
 }
 
 /// A figure the run could not count (`?`): why, and how many were seen.
@@ -442,6 +456,18 @@ fn run_section(picture: &Picture, run: &RunPicture, scale: Scale, html: &mut Str
     }
     for (key, figure) in &run.unknown {
         let _ = writeln!(html, "<p class=\"reason\">{} not known: {}</p>", esc(key), esc(&figure.reason));
+    }
+    if let Some(d) = &run.in_doubt {
+        let p99 = d.lock_wait_p99_ms.map(|ms| format!(" (lock wait p99 {ms} ms)")).unwrap_or_default();
+        let story = d.story.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+        let _ = writeln!(
+            html,
+            "<p class=\"reason\">{} orders in doubt; {} orders waited on a row lock{}{}</p>",
+            d.resolved,
+            d.blocked,
+            esc(&p99),
+            esc(&story)
+        );
     }
     let badges: Vec<Badge> = run
         .stories

@@ -19,7 +19,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::ClientContext;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::history::Told;
 use crate::kafka::quiet::Quiet;
 

@@ -66,7 +66,8 @@ pub mod recovery;
 
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 use crate::db::{self, AppDb, DbError, Stage};
 use crate::error::Result;
@@ -199,15 +200,9 @@ impl TwoPhase {
             // that a blocked order ends with the server's answer (and its
             // measured wait), not a dropped connection.
             let begin = format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", lock_timeout(timeout).as_millis());
-            db::bounded(timeout, sqlx::raw_sql(&begin).execute(&mut *conn)).await.map_err(|e| (Stage::Statement, e))?;
+            db::bounded(timeout, raw(&mut conn, &begin)).await.map_err(|e| (Stage::Statement, e))?;
             let started = Instant::now();
-            let row = db::bounded(
-                timeout,
-                sqlx::query(include_str!("../../../sql/stock_update_timed.sql"))
-                    .bind(order.product_id)
-                    .bind(order.delta as i64)
-                    .fetch_one(&mut *conn),
-            )
+            let row = db::bounded(timeout, update_stock(&mut conn, order))
             .await
             .map_err(|e| {
                 if is_lock_timeout(&e) {
@@ -221,23 +216,12 @@ impl TwoPhase {
             let after = StockAfter { quantity: row.get("quantity"), version: row.get("version") };
             let lock_wait_ms: f64 = row.get("lock_wait_ms");
             history.wrote(order.order_id, after);
-            db::bounded(
-                timeout,
-                sqlx::query(include_str!("../../../sql/orders_insert.sql"))
-                    .bind(order.order_id)
-                    .bind(order.product_id)
-                    .bind(order.delta)
-                    .bind(after.quantity)
-                    .bind(after.version)
-                    .execute(&mut *conn),
-            )
-            .await
-            .map_err(|e| (Stage::Statement, e))?;
+            db::bounded(timeout, insert_order(&mut conn, order, after)).await.map_err(|e| (Stage::Statement, e))?;
             // PREPARE TRANSACTION: the vote. Afterwards the transaction no
             // longer belongs to this session — the connection goes back to
             // the pool while the locks stay with the prepared transaction.
             let prepare = format!("PREPARE TRANSACTION {}", literal(gid));
-            db::bounded(timeout, sqlx::raw_sql(&prepare).execute(&mut *conn)).await.map_err(|e| (Stage::Commit, e))?;
+            db::bounded(timeout, raw(&mut conn, &prepare)).await.map_err(|e| (Stage::Commit, e))?;
             Ok(Prepared { after, lock_wait_ms })
         }
         .await;
@@ -292,7 +276,7 @@ impl TwoPhase {
     /// `Unknown`: recovery will commit what this could not.
     async fn commit_prepared(&self, gid: &str) -> Told {
         let sql = format!("COMMIT PREPARED {}", literal(gid));
-        match db::bounded(self.db.timeout, sqlx::raw_sql(&sql).execute(&self.db.pool)).await {
+        match db::bounded(self.db.timeout, sqlx::Executor::execute(&self.db.pool, sql.as_str())).await {
             Ok(_) => Told::ok(),
             // Gone already: recovery found it in doubt and, reading the
             // commit decision, committed it.
@@ -304,7 +288,7 @@ impl TwoPhase {
     /// ROLLBACK PREPARED, best effort: what this misses, recovery rolls back.
     async fn rollback_prepared(&self, gid: &str) {
         let sql = format!("ROLLBACK PREPARED {}", literal(gid));
-        let _ = db::bounded(self.db.timeout, sqlx::raw_sql(&sql).execute(&self.db.pool)).await;
+        let _ = db::bounded(self.db.timeout, sqlx::Executor::execute(&self.db.pool, sql.as_str())).await;
     }
 
     async fn mark_published(&self, gid: &str) {
@@ -317,6 +301,35 @@ impl TwoPhase {
         )
         .await;
     }
+}
+
+/// One statement (or several) by the simple protocol — a query without
+/// parameters is sent that way — so that no prepared statement is cached
+/// for a literal used once.
+async fn raw(conn: &mut PgConnection, sql: &str) -> std::result::Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, sql).await.map(drop)
+}
+
+/// The stock UPDATE, returning the new state and how long it waited for
+/// the row lock (measured by the server).
+async fn update_stock(conn: &mut PgConnection, order: &Order) -> std::result::Result<PgRow, sqlx::Error> {
+    sqlx::query(include_str!("../../../sql/stock_update_timed.sql"))
+        .bind(order.product_id)
+        .bind(order.delta as i64)
+        .fetch_one(conn)
+        .await
+}
+
+async fn insert_order(conn: &mut PgConnection, order: &Order, after: StockAfter) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(include_str!("../../../sql/orders_insert.sql"))
+        .bind(order.order_id)
+        .bind(order.product_id)
+        .bind(order.delta)
+        .bind(after.quantity)
+        .bind(after.version)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// The server's lock wait bound: a little under the client's, so that the

@@ -240,7 +240,7 @@ impl Worker {
             .await?;
             let verb = if decision == "commit" { "COMMIT PREPARED" } else { "ROLLBACK PREPARED" };
             let sql = format!("{verb} {}", literal(&gid));
-            match db::bounded(self.timeout, sqlx::raw_sql(&sql).execute(&self.pool)).await {
+            match db::bounded(self.timeout, sqlx::Executor::execute(&self.pool, sql.as_str())).await {
                 Ok(_) => {}
                 // The coordinator finished it meanwhile.
                 Err(e) if is_undefined_object(&e) => {}
@@ -310,7 +310,7 @@ pub async fn roll_back_all(env: &Env) -> Result<()> {
         for row in rows {
             let gid: String = row.get("gid");
             let sql = format!("ROLLBACK PREPARED {}", literal(&gid));
-            match sqlx::raw_sql(&sql).execute(&direct).await {
+            match sqlx::Executor::execute(&direct, sql.as_str()).await {
                 Ok(_) => {}
                 // Resolved meanwhile.
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42704") => {}
