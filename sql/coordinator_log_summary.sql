@@ -6,7 +6,7 @@ WITH in_doubt AS (
 ), longest AS (
     SELECT gid, order_id, product_id, prepared_at, resolved_at,
            extract(epoch FROM resolved_at - prepared_at) * 1000 AS locked_ms
-    FROM in_doubt ORDER BY resolved_at - prepared_at DESC LIMIT 1
+    FROM in_doubt ORDER BY resolved_at - prepared_at DESC NULLS LAST LIMIT 1
 ), blocked AS (
     SELECT lock_wait_ms FROM coordinator_log WHERE lock_wait_ms >= $2
 )

@@ -435,7 +435,11 @@ pub async fn remove_dead(stores: Stores<'_>, survey: &Survey) -> (Vec<String>, V
         if !run.prepared.is_empty() {
             let n = run.prepared.len();
             let result = rollback_prepared(stores.db, &run.prepared).await;
-            note(result, &format!("{n} prepared transaction{} (rolled back)", if n == 1 { "" } else { "s" }), &mut done);
+            note(
+                result,
+                &format!("{n} prepared transaction{} (rolled back)", if n == 1 { "" } else { "s" }),
+                &mut done,
+            );
         }
         if run.publication {
             let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&run.name));

@@ -94,9 +94,10 @@ async fn a_coordinator_crash_leaves_orders_in_doubt_that_block_until_recovery() 
         assert!(c.blocked > 0, "no order waited on a lock: {c:?} {s}");
         assert!(c.lock_wait_p99_ms.unwrap() >= 100, "{c:?}");
         let longest = c.longest.expect("a longest lock");
-        // Recovery presumes a coordinator dead after 3 s: the lock was held
+        // Recovery presumes a coordinator dead after IN_DOUBT_AFTER: the lock was held
         // at least that long.
-        assert!(longest.locked_ms >= 3_000, "{longest:?}");
+        let after = dualwrite::strategy::two_phase::recovery::IN_DOUBT_AFTER.as_millis() as u64;
+        assert!(longest.locked_ms >= after, "{longest:?}");
         let story = figure.story.as_deref().unwrap();
         assert!(story.contains("prepared at") && story.contains("coordinator crashed at"), "{story}");
         assert!(story.contains("locked for"), "{story}");

@@ -50,15 +50,18 @@ pub fn in_doubt(history: &[Event], snapshot: &Snapshot) -> Option<InDoubtFigure>
 /// In words, for the text report: what was in doubt and what it blocked.
 pub fn describe(figure: &InDoubtFigure) -> String {
     let c = &figure.counts;
-    let mut text = format!(
-        "{} in doubt ({} committed and {} rolled back by recovery; {} published again from the log)",
-        plural(c.resolved, "order"),
-        c.committed_by_recovery,
-        c.resolved - c.committed_by_recovery,
-        plural(c.republished, "event")
-    );
+    let mut text = match c.resolved {
+        0 => "no order in doubt".to_string(),
+        n => format!(
+            "{} in doubt ({} committed and {} rolled back by recovery; {} published again from the log)",
+            plural(n, "order"),
+            c.committed_by_recovery,
+            n - c.committed_by_recovery,
+            plural(c.republished, "event")
+        ),
+    };
     if c.most_prepared_seen > 0 {
-        text.push_str(&format!(", at most {} in pg_prepared_xacts at once", c.most_prepared_seen));
+        text.push_str(&format!(", at most {} in doubt in pg_prepared_xacts at once", c.most_prepared_seen));
     }
     if c.left_prepared > 0 {
         text.push_str(&format!(", {} still prepared after the drain", c.left_prepared));

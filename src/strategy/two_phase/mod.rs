@@ -87,9 +87,17 @@ pub fn gid_prefix(schema: &str) -> String {
     format!("dw2pc:{schema}:")
 }
 
-/// The identifier of an order's prepared transaction.
-pub fn gid(schema: &str, order_id: OrderId) -> String {
-    format!("{}{order_id}", gid_prefix(schema))
+/// The identifier of an order's prepared transaction,
+/// `dw2pc:<schema>:<product>:<order>`: recovery, which knows nothing but
+/// the identifier, can tell whose lock it held.
+pub fn gid(schema: &str, product_id: i32, order_id: OrderId) -> String {
+    format!("{}{product_id}:{order_id}", gid_prefix(schema))
+}
+
+/// The product and order an identifier names (after the run's prefix).
+pub fn parse_gid(rest: &str) -> Option<(i32, OrderId)> {
+    let (product, order) = rest.split_once(':')?;
+    Some((product.parse().ok()?, order.parse().ok()?))
 }
 
 /// `'…'` with quotes doubled: PREPARE TRANSACTION and COMMIT PREPARED take
@@ -122,8 +130,12 @@ struct Prepared {
 
 impl Integration for TwoPhase {
     fn connect(env: &Env) -> Result<TwoPhase> {
-        let kafka =
-            std::sync::Arc::new(TxProducers::new(&env.kafka, &env.topic, env.tuning.publish_timeout, env.tuning.pool_size));
+        let kafka = std::sync::Arc::new(TxProducers::new(
+            &env.kafka,
+            &env.topic,
+            env.tuning.publish_timeout,
+            env.tuning.pool_size,
+        ));
         // A (re)started coordinator claims its transactional ids first, so
         // that the broker aborts what a previous life left open.
         let claimer = kafka.clone();
@@ -133,7 +145,7 @@ impl Integration for TwoPhase {
 
     async fn write(&self, order: &Order, history: &History) {
         history.begin(order);
-        let gid = gid(&self.schema, order.order_id);
+        let gid = gid(&self.schema, order.product_id, order.order_id);
 
         // Phase 1: the database prepares (votes yes) or fails.
         history.invoke(order.order_id, Leg::Db);
@@ -202,9 +214,7 @@ impl TwoPhase {
             let begin = format!("BEGIN; SET LOCAL lock_timeout = '{}ms'", lock_timeout(timeout).as_millis());
             db::bounded(timeout, raw(&mut conn, &begin)).await.map_err(|e| (Stage::Statement, e))?;
             let started = Instant::now();
-            let row = db::bounded(timeout, update_stock(&mut conn, order))
-            .await
-            .map_err(|e| {
+            let row = db::bounded(timeout, update_stock(&mut conn, order)).await.map_err(|e| {
                 if is_lock_timeout(&e) {
                     // Record the wait: the order was blocked for the whole timeout.
                     let waited = started.elapsed().as_secs_f64() * 1000.0;
@@ -242,7 +252,13 @@ impl TwoPhase {
     /// | recovery had decided abort     | `Fail`: the transaction is rolled back |
     /// | the server answered an error   | `Fail`: no commit decision exists, so the only decision left is abort |
     /// | timeout, reset                 | `Unknown`: the decision may be in the log; recovery reads it |
-    async fn decide(&self, order: &Order, gid: &str, event: &StockChanged, lock_wait_ms: f64) -> std::result::Result<(), Told> {
+    async fn decide(
+        &self,
+        order: &Order,
+        gid: &str,
+        event: &StockChanged,
+        lock_wait_ms: f64,
+    ) -> std::result::Result<(), Told> {
         let timeout = self.db.timeout;
         let inserted = db::bounded(
             timeout,
@@ -320,7 +336,11 @@ async fn update_stock(conn: &mut PgConnection, order: &Order) -> std::result::Re
         .await
 }
 
-async fn insert_order(conn: &mut PgConnection, order: &Order, after: StockAfter) -> std::result::Result<(), sqlx::Error> {
+async fn insert_order(
+    conn: &mut PgConnection,
+    order: &Order,
+    after: StockAfter,
+) -> std::result::Result<(), sqlx::Error> {
     sqlx::query(include_str!("../../../sql/orders_insert.sql"))
         .bind(order.order_id)
         .bind(order.product_id)

@@ -45,7 +45,7 @@ use super::{gid_prefix, is_undefined_object, literal, BLOCKED_AFTER_MS};
 /// coordinator dead. This is how long a crashed coordinator's locks block
 /// everyone else here; transaction managers commonly scan every minute or
 /// two, or wait for the coordinator's own restart.
-pub const IN_DOUBT_AFTER: Duration = Duration::from_secs(3);
+pub const IN_DOUBT_AFTER: Duration = Duration::from_secs(5);
 
 /// How often recovery looks.
 pub const PASS_EVERY: Duration = Duration::from_millis(500);
@@ -207,15 +207,16 @@ impl Worker {
         }
         for row in rows {
             let gid: String = row.get("gid");
-            let order_id = gid.strip_prefix(&self.prefix).and_then(|id| id.parse::<uuid::Uuid>().ok());
-            let Some(order_id) = order_id else { continue };
+            let Some((product_id, order_id)) = gid.strip_prefix(&self.prefix).and_then(super::parse_gid) else {
+                continue;
+            };
             // Presumed abort: decide abort unless the coordinator decided.
             db::bounded(
                 self.timeout,
                 sqlx::query(include_str!("../../../sql/coordinator_log_decide.sql"))
                     .bind(&gid)
                     .bind(order_id)
-                    .bind(None::<i32>)
+                    .bind(product_id)
                     .bind("abort")
                     .bind("recovery")
                     .bind(None::<sqlx::types::Json<StockChanged>>)
@@ -235,7 +236,9 @@ impl Worker {
             // decision was logged) and marks the order as having been in doubt.
             db::bounded(
                 self.timeout,
-                sqlx::query(include_str!("../../../sql/coordinator_log_mark_resolved.sql")).bind(&gid).execute(&self.pool),
+                sqlx::query(include_str!("../../../sql/coordinator_log_mark_resolved.sql"))
+                    .bind(&gid)
+                    .execute(&self.pool),
             )
             .await?;
             let verb = if decision == "commit" { "COMMIT PREPARED" } else { "ROLLBACK PREPARED" };
@@ -278,8 +281,10 @@ impl Worker {
             let told = self.publisher.publish(&event.key(), &event.to_json()).await;
             if told.outcome != Outcome::Ok {
                 all = false;
-                *self.last_error.lock().expect("last_error poisoned") =
-                    Some(self.publisher.with_rebuilds(format!("publishing from the log: {}", told.error.unwrap_or_default())));
+                *self.last_error.lock().expect("last_error poisoned") = Some(
+                    self.publisher
+                        .with_rebuilds(format!("publishing from the log: {}", told.error.unwrap_or_default())),
+                );
                 continue;
             }
             db::bounded(
