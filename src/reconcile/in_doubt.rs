@@ -109,3 +109,61 @@ fn short(id: OrderId) -> String {
 fn secs(ms: Millis) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Order, StockAfter};
+    use crate::snapshot::{Backlog, LongestLock};
+
+    fn id(n: u128) -> OrderId {
+        uuid::Uuid::from_u128(n)
+    }
+
+    fn snapshot(in_doubt: Option<InDoubt>) -> Snapshot {
+        Snapshot { backlog: Some(Ok(Backlog { in_doubt, ..Backlog::default() })), ..Snapshot::default() }
+    }
+
+    #[test]
+    fn the_story_of_the_longest_lock_comes_from_the_history() {
+        let order = Order { order_id: id(0x3f2a9c1e << 96), product_id: 3, delta: -2, writer: 0, seq: 1 };
+        let history = vec![
+            Event::Begin { at: 4_000, order: order.clone() },
+            Event::Wrote { at: 4_100, order_id: order.order_id, after: StockAfter { quantity: 998, version: 1 } },
+            Event::Crash { at: 4_200, component: "writer".into(), restarted: false },
+            Event::Crash { at: 4_800, component: "writer".into(), restarted: true },
+        ];
+        let counts = InDoubt {
+            resolved: 2,
+            committed_by_recovery: 1,
+            republished: 1,
+            blocked: 14,
+            lock_wait_p99_ms: Some(3_900),
+            lock_wait_max_ms: Some(4_000),
+            most_prepared_seen: 2,
+            // The log did not know the product (recovery decided): the history does.
+            longest: Some(LongestLock { order_id: order.order_id, product_id: None, locked_ms: 6_000, waited: 14 }),
+            ..InDoubt::default()
+        };
+        let figure = in_doubt(&history, &snapshot(Some(counts))).unwrap();
+        assert_eq!(
+            figure.story.as_deref(),
+            Some("order 3f2a9c1e prepared at 4.1 s; coordinator crashed at 4.2 s; product 3 locked for 6.0 s; 14 orders waited")
+        );
+        assert_eq!(
+            describe(&figure),
+            "2 orders in doubt (1 committed and 1 rolled back by recovery; 1 event published again from the log), \
+             at most 2 in doubt in pg_prepared_xacts at once; 14 orders waited ≥ 100 ms on a row lock (lock wait \
+             p99 3900 ms, worst 4000 ms)"
+        );
+    }
+
+    #[test]
+    fn only_two_phase_has_the_figure() {
+        assert_eq!(in_doubt(&[], &snapshot(None)), None);
+        assert_eq!(in_doubt(&[], &Snapshot::default()), None);
+        let quiet = in_doubt(&[], &snapshot(Some(InDoubt::default()))).unwrap();
+        assert_eq!(quiet.story, None);
+        assert_eq!(describe(&quiet), "no order in doubt; 0 orders waited ≥ 100 ms on a row lock");
+    }
+}

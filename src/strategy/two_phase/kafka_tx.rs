@@ -90,6 +90,9 @@ impl TxProducers {
     /// that cannot be claimed now is claimed when an order first needs it.
     pub async fn claim_all(&self) {
         for slot in &self.slots {
+            // A permit like any order's, so that an order with a permit
+            // always finds a slot this is not holding.
+            let Ok(_permit) = self.free.acquire().await else { return };
             let mut slot = slot.lock().await;
             if slot.producer.is_none() {
                 slot.producer = self.build(&slot.id).await.ok();
@@ -142,14 +145,14 @@ impl TxProducers {
     pub async fn publish_in_transaction(&self, key: &str, payload: &[u8]) -> Told {
         // At most one order per producer: wait for a free one.
         let Ok(_permit) = self.free.acquire().await else { return Told::fail("the coordinator is closing") };
-        let mut guard = None;
-        for slot in &self.slots {
-            if let Ok(slot) = slot.try_lock() {
-                guard = Some(slot);
-                break;
+        // A permit means a slot is free, or about to be: one whose holder
+        // has just given its permit back but not yet its lock.
+        let mut slot = loop {
+            if let Some(slot) = self.slots.iter().find_map(|slot| slot.try_lock().ok()) {
+                break slot;
             }
-        }
-        let mut slot = guard.expect("a permit guarantees a free producer");
+            tokio::task::yield_now().await;
+        };
         let producer = match slot.producer.clone() {
             Some(p) => p,
             None => match self.build(&slot.id).await {
