@@ -10,7 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{summary, RunSpec};
+use common::{summary, Backend, RunSpec};
+use dualwrite::history::{Event, Leg, Outcome};
 use dualwrite::reconcile::{Anomaly, Verdict};
 use dualwrite::runner::RunResult;
 use dualwrite::strategy::Strategy;
@@ -104,4 +105,37 @@ async fn a_coordinator_crash_leaves_orders_in_doubt_that_block_until_recovery() 
         // Recovery's own bookkeeping matches the server: nothing left.
         assert_eq!(prepared_left(&result).await, 0);
     }
+}
+
+/// tansu 0.6.0 does not take part: it accepts InitProducerId and the
+/// transactional records, but does not offer EndTxn, so librdkafka refuses
+/// every commit ("EndTxnRequest (KIP-98) not supported by broker"). The
+/// records of those never-committed transactions take offsets a
+/// read_committed reader is never served, so dualwrite cannot read the topic
+/// whole, and says so: the verdict is unknown, with the reason — never a
+/// pass. (Recovery still publishes every committed order's event.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_tansu_two_phase_is_unknown_because_the_broker_refuses_to_commit_transactions() {
+    let result = RunSpec::new(Strategy::TwoPhase, "calm", 7, Duration::from_secs(6)).on(Backend::Tansu).run().await;
+    let f = &result.findings;
+    let s = summary(&result);
+    assert_eq!(f.verdict, Verdict::Unknown, "{s}");
+    assert!(f.reasons.iter().any(|r| r.contains("never served")), "{s}");
+    assert!(f.reasons.iter().any(|r| r.contains("two-phase publishes in Kafka transactions")), "{s}");
+    // Every Kafka transaction was refused at its commit, for the reason named.
+    let topic_legs: Vec<&dualwrite::history::Told> = result
+        .history
+        .iter()
+        .filter_map(|e| match e {
+            Event::Complete { leg: Leg::Topic, told, .. } => Some(told),
+            _ => None,
+        })
+        .collect();
+    assert!(!topic_legs.is_empty(), "{s}");
+    for told in topic_legs {
+        assert_eq!(told.outcome, Outcome::Unknown, "{s}");
+        assert!(told.error.as_deref().unwrap().contains("EndTxnRequest (KIP-98) not supported by broker"), "{told:?}");
+    }
+    assert_eq!(f.orders.acknowledged, 0, "{s}");
+    assert_eq!(prepared_left(&result).await, 0);
 }

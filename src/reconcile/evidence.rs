@@ -62,16 +62,18 @@ pub(super) fn assess(snapshot: &Snapshot) -> Evidence {
                 missing.push(format!("{undecodable} topic records could not be decoded"));
             }
             if !missing.is_empty() {
-                // two-phase publishes in Kafka transactions, and a broker that
-                // implements them writes a commit marker after each: an offset
-                // no consumer is ever served, which this check cannot tell
-                // from a deleted record. Said, so the unknown is not a mystery.
+                // two-phase publishes in Kafka transactions. The records of a
+                // transaction that was aborted or never committed, and the
+                // broker's commit and abort markers, take offsets that a
+                // read_committed reader is never served: this check cannot
+                // tell them from deleted records. Said, so that the unknown
+                // is not a mystery.
                 let transactional = matches!(&snapshot.backlog, Some(Ok(b)) if b.in_doubt.is_some());
                 if transactional && missing.iter().any(|m| m.contains("never served")) {
                     missing.push(
-                        "two-phase publishes in Kafka transactions: on a broker that writes transaction markers, \
-                         each commit leaves an offset no consumer is served, which the read cannot tell from a \
-                         deleted record"
+                        "two-phase publishes in Kafka transactions: records of transactions aborted or never \
+                         committed, and transaction markers, take offsets a read_committed reader is never served, \
+                         which the read cannot tell from deleted records"
                             .to_string(),
                     );
                 }

@@ -216,6 +216,16 @@ fn run_transaction(producer: &TxProducer, topic: &str, key: &str, payload: &[u8]
     match producer.commit_transaction(limit) {
         Ok(()) => (Told::ok(), true),
         Err(e) => {
+            if unsupported(&e) {
+                // Said once per process: every commit will fail the same way.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        "the broker does not support Kafka transactions ({e}): two-phase's events reach the topic \
+                         only through recovery, and the topic cannot be read whole"
+                    )
+                });
+            }
             // An abortable error, a timeout, a fenced producer: abort. The
             // record may already be in the partition's log; the abort marker
             // is what keeps it from read_committed consumers.
@@ -223,6 +233,11 @@ fn run_transaction(producer: &TxProducer, topic: &str, key: &str, payload: &[u8]
             (Told::unknown(format!("commit_transaction: {e} (the record may be in the log)")), healthy)
         }
     }
+}
+
+/// The broker does not offer the transaction API (tansu 0.6.0 has no EndTxn).
+fn unsupported(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(e) if e.code() == rdkafka::types::RDKafkaErrorCode::UnsupportedFeature)
 }
 
 fn is_fatal(error: &KafkaError) -> bool {
