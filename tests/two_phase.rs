@@ -139,3 +139,51 @@ async fn on_tansu_two_phase_is_unknown_because_the_broker_refuses_to_commit_tran
     assert_eq!(f.orders.acknowledged, 0, "{s}");
     assert_eq!(prepared_left(&result).await, 0);
 }
+
+/// What a two-phase run killed before its cleanup leaves: a prepared
+/// transaction holding a row lock. `doctor` finds it under the dead run's
+/// name (no lease is held for it), and `--drop-stale`'s removal rolls it
+/// back. Only this test's own leftover is removed: the server is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_and_rolls_back_a_dead_runs_prepared_transaction() {
+    use dualwrite::leftovers::{remove_dead, survey, Stores, Survey};
+    let url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let options = dualwrite::db::parse_url(url).unwrap();
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let name = format!("dw_two_phase_{run_id}");
+    let gid = dualwrite::strategy::two_phase::gid(&name, 1, uuid::Uuid::new_v4());
+    // A dead run's prepared transaction: its session gone, its lock kept.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+    sqlx::Executor::execute(&mut conn, format!("CREATE SCHEMA {name}; CREATE TABLE {name}.stock (id int)").as_str())
+        .await
+        .unwrap();
+    sqlx::Executor::execute(
+        &mut conn,
+        format!("BEGIN; INSERT INTO {name}.stock VALUES (1); PREPARE TRANSACTION '{gid}'").as_str(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    let stores = Stores { db: &options, redis_url: None, brokers: None };
+    let found = survey(stores).await;
+    let ours = found.runs.iter().find(|r| r.name == name).expect("doctor lists the dead run").clone();
+    assert!(!ours.live, "no lease is held for it");
+    assert_eq!(ours.prepared.len(), 1, "{ours:?}");
+    assert_eq!(ours.prepared[0].gid, gid);
+    assert!(ours.parts().contains("1 prepared transaction (holding locks)"), "{}", ours.parts());
+
+    let (removed, failed) = remove_dead(stores, &Survey { runs: vec![ours], ..Survey::default() }).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        removed[0].contains("1 prepared transaction (rolled back)") && removed[0].contains("schema"),
+        "{removed:?}"
+    );
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE gid = $1")
+        .bind(&gid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
