@@ -106,9 +106,17 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The two-phase app: a pool, the coordinator's Kafka producers.
+/// The two-phase app: the participants' pool, the coordinator's own pool
+/// (its log and phase 2), the coordinator's Kafka producers.
 pub struct TwoPhase {
     db: AppDb,
+    /// The coordinator's connections, apart from the orders'. Sharing one
+    /// pool deadlocks under a crash: orders waiting for a prepared
+    /// transaction's row lock hold every pooled connection, and the
+    /// coordinator then cannot get one to log the decision or say COMMIT
+    /// PREPARED that would release the lock. A transaction manager keeps
+    /// its log apart from the resources it coordinates for this reason.
+    log: AppDb,
     schema: String,
     kafka: std::sync::Arc<TxProducers>,
     /// Claims every transactional id at start (see [`TxProducers::claim_all`]).
@@ -140,7 +148,9 @@ impl Integration for TwoPhase {
         // that the broker aborts what a previous life left open.
         let claimer = kafka.clone();
         let claim = tokio::spawn(async move { claimer.claim_all().await });
-        Ok(TwoPhase { db: env.app_db(), schema: env.schema.clone(), kafka, claim })
+        let log = db::pool_through(&env.db, env.links.postgres, &env.schema, &env.tuning, "dualwrite-coordinator");
+        let log = AppDb::new(log, env.tuning.db_timeout);
+        Ok(TwoPhase { db: env.app_db(), log, schema: env.schema.clone(), kafka, claim })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -218,7 +228,7 @@ impl TwoPhase {
                 if is_lock_timeout(&e) {
                     // Record the wait: the order was blocked for the whole timeout.
                     let waited = started.elapsed().as_secs_f64() * 1000.0;
-                    let (db, gid, order) = (self.db.clone(), gid.to_string(), order.clone());
+                    let (db, gid, order) = (self.log.clone(), gid.to_string(), order.clone());
                     tokio::spawn(async move { log_abort(&db, &gid, &order, waited).await });
                 }
                 (Stage::Statement, e)
@@ -259,7 +269,7 @@ impl TwoPhase {
         event: &StockChanged,
         lock_wait_ms: f64,
     ) -> std::result::Result<(), Told> {
-        let timeout = self.db.timeout;
+        let timeout = self.log.timeout;
         let inserted = db::bounded(
             timeout,
             sqlx::query(include_str!("../../../sql/coordinator_log_decide.sql"))
@@ -270,7 +280,7 @@ impl TwoPhase {
                 .bind("coordinator")
                 .bind(sqlx::types::Json(event))
                 .bind(lock_wait_ms)
-                .execute(&self.db.pool),
+                .execute(&self.log.pool),
         )
         .await;
         match inserted {
@@ -292,7 +302,7 @@ impl TwoPhase {
     /// `Unknown`: recovery will commit what this could not.
     async fn commit_prepared(&self, gid: &str) -> Told {
         let sql = format!("COMMIT PREPARED {}", literal(gid));
-        match db::bounded(self.db.timeout, sqlx::Executor::execute(&self.db.pool, sql.as_str())).await {
+        match db::bounded(self.log.timeout, sqlx::Executor::execute(&self.log.pool, sql.as_str())).await {
             Ok(_) => Told::ok(),
             // Gone already: recovery found it in doubt and, reading the
             // commit decision, committed it.
@@ -304,16 +314,16 @@ impl TwoPhase {
     /// ROLLBACK PREPARED, best effort: what this misses, recovery rolls back.
     async fn rollback_prepared(&self, gid: &str) {
         let sql = format!("ROLLBACK PREPARED {}", literal(gid));
-        let _ = db::bounded(self.db.timeout, sqlx::Executor::execute(&self.db.pool, sql.as_str())).await;
+        let _ = db::bounded(self.log.timeout, sqlx::Executor::execute(&self.log.pool, sql.as_str())).await;
     }
 
     async fn mark_published(&self, gid: &str) {
         let _ = db::bounded(
-            self.db.timeout,
+            self.log.timeout,
             sqlx::query(include_str!("../../../sql/coordinator_log_mark_published.sql"))
                 .bind(gid)
                 .bind("coordinator")
-                .execute(&self.db.pool),
+                .execute(&self.log.pool),
         )
         .await;
     }
