@@ -23,9 +23,10 @@
 //! much (commit acknowledged → first delivery).
 //!
 //! **How it breaks.** It does not lose, but it can repeat: if the connector
-//! dies after the broker acknowledged an event and before the slot heard
-//! the confirmation, the next connector publishes it again — a *duplicate*
-//! (`--scenario connector-crash`). The downstream consumer is idempotent by
+//! dies after the broker stored an event and before the slot heard the
+//! confirmation (the acknowledgement still on its way, or the confirmation
+//! not yet reported), the next connector publishes it again — a
+//! *duplicate* (`--scenario connector-crash`). The downstream consumer is idempotent by
 //! version, so duplicates do not corrupt its projection. Faults on the
 //! connector's own link (`postgres_relay`) or on Kafka delay events and grow
 //! the slot's lag instead of losing them; an orphaned slot would keep WAL

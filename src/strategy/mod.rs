@@ -25,6 +25,7 @@ use crate::config::Tuning;
 use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Order, StockAfter};
+use crate::kafka::Publisher;
 use crate::scenario::schedule::WorkloadKnobs;
 
 pub mod background;
@@ -113,6 +114,11 @@ pub trait Integration: Send + Sync + Sized + 'static {
 
     /// The app's connection pool, which the unrelated pool probe shares.
     fn db(&self) -> &AppDb;
+
+    /// The app's own Kafka producer, for the strategies whose app publishes.
+    fn publisher(&self) -> Option<&Publisher> {
+        None
+    }
 }
 
 /// The app of whichever strategy is running: enum dispatch, no `dyn`.
@@ -170,6 +176,29 @@ impl App {
             App::Outbox(s) => s.db(),
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
+        }
+    }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        match self {
+            App::Naive(s) => s.publisher(),
+            App::PublishInTx(s) => s.publisher(),
+            App::CacheAside(s) => s.publisher(),
+            App::Outbox(s) => s.publisher(),
+            App::Cdc(s) => s.publisher(),
+            App::OutboxCdc(s) => s.publisher(),
+        }
+    }
+
+    /// Starts the app's Kafka producer before the workload, as a service's
+    /// would be running before its first order: connected, with the topic's
+    /// metadata and its producer id. Without it, a run whose Kafka is slow
+    /// from its first second (postgres-resets) spends the producer's first
+    /// delivery timeout on its handshake, and what fails is the start-up,
+    /// not the strategy. Best effort, bounded by `limit`.
+    pub async fn warm_up(&self, limit: std::time::Duration) {
+        if let Some(publisher) = self.publisher() {
+            publisher.warm_up(limit).await;
         }
     }
 }

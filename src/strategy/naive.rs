@@ -79,6 +79,10 @@ impl Integration for Naive {
     fn db(&self) -> &AppDb {
         &self.db
     }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        Some(&self.publisher)
+    }
 }
 
 /// What else an order's transaction writes, beside the stock and the order.
