@@ -115,8 +115,9 @@ pub async fn prepare(env: &Env) -> Result<()> {
             .map_err(|e| refused(&env.db, format!("create publication {slot}"), e))?;
         // Creating the slot waits for the transactions already running
         // anywhere in the cluster to end (the slot needs a consistent
-        // starting point). A session left idle in a transaction would make
-        // that wait endless; the server-side timeout cancels it cleanly (a
+        // starting point). A session left idle in a transaction, or a
+        // prepared transaction nobody resolves (two-phase commit's
+        // leftovers: they count as running), would make that wait endless; the server-side timeout cancels it cleanly (a
         // client-side one would leave the server to finish the slot anyway,
         // orphaned).
         let mut conn =
@@ -133,8 +134,8 @@ pub async fn prepare(env: &Env) -> Result<()> {
                 refused(
                     &env.db,
                     format!(
-                    "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction \
-                     for more than {SLOT_CREATE_LIMIT:?}?)"
+                    "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction, \
+                     or a prepared transaction wait in pg_prepared_xacts, for more than {SLOT_CREATE_LIMIT:?}?)"
                 ),
                     e,
                 )
