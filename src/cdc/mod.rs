@@ -40,8 +40,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
 use crate::db::{self, quote_ident};
+use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::strategy::{Env, OutboxCdcMode, Strategy};
+use crate::names::{OutboxCdcMode, Strategy};
 
 pub mod connector;
 pub mod pgoutput;

@@ -45,8 +45,8 @@ use std::time::Duration;
 use crate::cache::{self, Cache};
 use crate::db::AppDb;
 use crate::error::Result;
+use crate::generate;
 use crate::history::{History, Leg, Order, Outcome};
-use crate::workload::generate;
 
 use super::naive::{commit_order, AlsoWrite};
 use super::{Env, Integration, Served};
