@@ -27,6 +27,7 @@ pub mod cache_aside;
 pub mod naive;
 pub mod outbox;
 pub mod publish_in_tx;
+mod transaction;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
