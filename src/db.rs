@@ -17,7 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row, Transaction};
 
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::history::{Order, StockAfter, Told};
 use crate::snapshot::{OrderRow, StockRow};
 
@@ -222,9 +222,9 @@ impl DbError {
 /// | `Commit`    | timeout, reset, I/O, protocol error    | `Unknown` | the COMMIT may have reached the server and been applied; only the reply was lost |
 pub fn classify(stage: Stage, error: &DbError) -> Told {
     match stage {
-        Stage::Acquire | Stage::Statement => Told::fail(error),
-        Stage::Commit if error.server_answered() => Told::fail(error),
-        Stage::Commit => Told::unknown(error),
+        Stage::Acquire | Stage::Statement => Told::fail(Chain(error)),
+        Stage::Commit if error.server_answered() => Told::fail(Chain(error)),
+        Stage::Commit => Told::unknown(Chain(error)),
     }
 }
 
