@@ -148,12 +148,6 @@ impl Strategy {
     pub fn needs_own_database(self) -> bool {
         matches!(self, Strategy::Cdc | Strategy::OutboxCdc)
     }
-
-    /// Whether the strategy publishes through an outbox table (and so can
-    /// leave a backlog).
-    pub fn has_outbox(self) -> bool {
-        matches!(self, Strategy::Outbox)
-    }
 }
 
 /// Creates what a strategy needs beyond the common schema (e.g. a
