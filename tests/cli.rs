@@ -259,7 +259,7 @@ type = "down"
     assert!(!connects.is_empty(), "no failed connect in the history:\n{text}");
     for line in connects {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        let error = event["event"]["Complete"]["told"]["error"].as_str().unwrap_or_else(|| panic!("{line}"));
+        let error = event["Complete"]["told"]["error"].as_str().unwrap_or_else(|| panic!("{line}"));
         // "cannot connect to Redis at 127.0.0.1:PORT: <why>": the address,
         // then the cause.
         let rest = error.strip_prefix("cannot connect to Redis at ").unwrap_or_else(|| panic!("{error}"));
