@@ -39,7 +39,7 @@ pub struct RunArgs {
     pub tuning: TuningArgs,
 
     /// The flags as given, for the `reproduce:` line and the unused-flag
-    /// warnings (filled in by [`parse`]).
+    /// warnings (filled in by [`super::parse`]).
     #[arg(skip)]
     pub given: Given,
 }
@@ -71,7 +71,7 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub tuning: TuningArgs,
 
-    /// The flags as given (filled in by [`parse`]).
+    /// The flags as given (filled in by [`super::parse`]).
     #[arg(skip)]
     pub given: Given,
 }
