@@ -45,9 +45,9 @@ use crate::snapshot::{Backlog, CachedEntry, DownstreamState, DrainReport, Snapsh
 
 /// A relay's or connector's backlog as read: the figures, or why they could not be read.
 type BacklogRead = std::result::Result<Backlog, String>;
+use crate::generate;
 use crate::strategy::background::Background;
 use crate::strategy::{App, Env, Expectation, Strategy};
-use crate::workload::generate;
 
 mod cleanup;
 mod main_phase;

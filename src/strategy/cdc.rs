@@ -43,7 +43,7 @@ use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Leg, Order};
 
-use super::naive::{commit_order, AlsoWrite};
+use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
 /// The cdc app: a connection pool and nothing else.
@@ -63,7 +63,7 @@ impl Integration for Cdc {
         // There is no topic leg: announcing the order is the connector's job,
         // and it announces exactly what committed, Unknown or not.
         history.invoke(order.order_id, Leg::Db);
-        let (told, _after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, _after) = commit_order(&self.db, order, history).await;
         history.complete(order.order_id, Leg::Db, told);
     }
 

@@ -17,75 +17,28 @@
 //! crash on its own.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
-use sqlx::postgres::PgConnectOptions;
-
-use crate::config::Tuning;
 use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Order, StockAfter};
 use crate::kafka::Publisher;
-use crate::scenario::schedule::WorkloadKnobs;
 
 pub mod background;
 pub mod cache_aside;
 pub mod naive;
-mod names;
 pub mod outbox;
 pub mod publish_in_tx;
+mod transaction;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
 
-pub use names::{Expectation, OutboxCdcMode, Strategy};
-
-/// The addresses of the fault-proxy links (see [`crate::links`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Links {
-    pub postgres: SocketAddr,
-    pub postgres_relay: SocketAddr,
-    pub redis: SocketAddr,
-    pub kafka: SocketAddr,
-}
-
-/// Everything a strategy is built from: the run's namespace and how to reach
-/// each store.
-#[derive(Debug, Clone)]
-pub struct Env {
-    pub strategy: Strategy,
-    /// Postgres, direct (no proxy); pools through links are built from it.
-    pub db: PgConnectOptions,
-    /// The run's schema (its tables), topic and Redis key prefix.
-    pub schema: String,
-    pub topic: String,
-    pub redis_url: String,
-    pub redis_prefix: String,
-    pub links: Links,
-    /// Kafka bootstrap address: the `kafka` link.
-    pub kafka: String,
-    pub tuning: Tuning,
-    pub seed: u64,
-    pub knobs: WorkloadKnobs,
-}
-
-impl Env {
-    /// The app's database: a pool through the `postgres` link.
-    pub fn app_db(&self) -> AppDb {
-        let pool = crate::db::pool_through(&self.db, self.links.postgres, &self.schema, &self.tuning, "dualwrite-app");
-        AppDb::new(pool, self.tuning.db_timeout)
-    }
-
-    /// A producer for the run's topic with the given client id.
-    pub fn publisher(&self, client_id: &str) -> Result<crate::kafka::Publisher> {
-        crate::kafka::Publisher::new(crate::kafka::PublisherConfig {
-            bootstrap: self.kafka.clone(),
-            topic: self.topic.clone(),
-            publish_timeout: self.tuning.publish_timeout,
-            client_id: client_id.to_string(),
-        })
-    }
-}
+// The names are leaf types (`crate::names`), so that the layers below the
+// strategies can name a strategy without importing one.
+pub use crate::names::{Expectation, OutboxCdcMode, Strategy};
+// What a strategy is built from lives below the strategies, so that the CDC
+// connector can be given it without importing them.
+pub use crate::env::{Env, Links};
 
 /// What a read returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +176,6 @@ impl Strategy {
     /// CDC run keeps every other run out of its log.
     pub fn needs_own_database(self) -> bool {
         matches!(self, Strategy::Cdc | Strategy::OutboxCdc)
-    }
-
-    /// Whether the strategy publishes through an outbox table (and so can
-    /// leave a backlog).
-    pub fn has_outbox(self) -> bool {
-        matches!(self, Strategy::Outbox)
     }
 }
 
