@@ -53,12 +53,12 @@ use tokio_util::sync::CancellationToken;
 use super::pgoutput::{self, DecodeError, Insert, PgOutput, Relations};
 use super::Capture;
 use crate::backoff::Backoff;
+use crate::env::Env;
 use crate::error::Result;
 use crate::event::StockChanged;
 use crate::history::{OrderId, Outcome, Told};
 use crate::kafka::Publisher;
 use crate::snapshot::Backlog;
-use crate::strategy::Env;
 
 /// How often the replication client tells the server a new confirmed
 /// position. Like any real connector this one confirms in batches

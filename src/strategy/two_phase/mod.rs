@@ -148,7 +148,8 @@ impl Integration for TwoPhase {
         // that the broker aborts what a previous life left open.
         let claimer = kafka.clone();
         let claim = tokio::spawn(async move { claimer.claim_all().await });
-        let log = db::pool_through(&env.db, env.links.postgres, &env.schema, &env.tuning, "dualwrite-coordinator");
+        let log =
+            db::pool_through(&env.db, env.links.postgres, &env.schema, env.tuning.pool(), "dualwrite-coordinator");
         let log = AppDb::new(log, env.tuning.db_timeout);
         Ok(TwoPhase { db: env.app_db(), log, schema: env.schema.clone(), kafka, claim })
     }

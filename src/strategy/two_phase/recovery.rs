@@ -75,7 +75,7 @@ impl Recovery {
     pub async fn start(env: &Env) -> Result<Recovery> {
         let direct = db::connect_direct(&env.db, Some(&env.schema), 1).await?;
         let name = "dualwrite-2pc-recovery";
-        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, &env.tuning, name);
+        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, env.tuning.pool(), name);
         let worker = Arc::new(Worker {
             pool,
             direct,
