@@ -4,6 +4,7 @@
 #               `dualwrite compare` (every strategy, one seed, one schedule),
 #               drawing its picture in target/dualwrite-demo.html
 #   make test   the same set-up plus the test broker, then the whole suite
+#   make bench  the performance figures of issue 13, as ratios (release builds)
 #
 # Both are idempotent and quiet when everything is already in place.
 
@@ -27,6 +28,8 @@ test: setup-tests
 	# The integration tests mostly wait on the services; run them wide.
 	# --workspace: the fault proxy's crate (crates/faultproxy) has tests of its own.
 	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-12} $(CARGO) test --workspace --lib --bins --tests --no-fail-fast
+	# The benchmark's smoke test: every part of `make bench`, tiny, no timing asserted.
+	$(CARGO) test --bench perf
 	# The containerised backend needs Docker to run; without it, build it at least.
 	$(CARGO) build --features testcontainers --tests
 
@@ -46,5 +49,9 @@ doctor: build
 clean-runs: build
 	./target/debug/dualwrite doctor --drop-stale
 
+# Issue 13's figures, as ratios measured in one run (benches/perf/main.rs
+# says what each is), then the fault proxy's own benchmark. Release builds;
+# about six minutes. Run it on a quiet machine: the figures are the machine's.
 bench: setup
-	$(CARGO) bench
+	$(CARGO) bench --bench perf
+	$(CARGO) bench -p faultproxy --bench throughput

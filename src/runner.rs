@@ -110,6 +110,9 @@ pub struct RunResult {
     /// Stores that were unreachable for a while, though no fault was
     /// injected on them (see [`watch`]).
     pub outages: Vec<Outage>,
+    /// How long each phase took, in the order they ran (cleanup included):
+    /// what a run costs beyond its workload (`make bench` prints it).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// How long the app's producer may take to start before the clock does
@@ -120,12 +123,15 @@ const WARM_UP: Duration = Duration::from_secs(5);
 /// cleans up, and returns [`Error::Interrupted`].
 pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Interrupt) -> Result<RunResult> {
     let mut run = Run::new(infra, plan, progress, interrupt);
-    let result = run.phases().await;
+    let mut result = run.phases().await;
     if let (Err(Error::Interrupted(signal)), Some(phase)) = (&result, run.stopped_in()) {
         tracing::info!("{}: stopped by {} during {phase}", plan.strategy, signal.name());
     }
     // Whatever happened above: the namespace goes (unless kept), the lease last.
     run.cleanup().await;
+    if let Ok(result) = &mut result {
+        result.phases = run.phase_times();
+    }
     result
 }
 
@@ -148,6 +154,8 @@ pub struct Run<'a> {
     dead_store: Option<&'static str>,
     /// The phase under way, and the one a signal stopped, for the log.
     phase: std::sync::Mutex<(&'static str, Option<&'static str>)>,
+    /// When each phase began, for [`RunResult::phases`].
+    began: std::sync::Mutex<Vec<(&'static str, Instant)>>,
 }
 
 /// What prepare created.
@@ -213,6 +221,7 @@ impl<'a> Run<'a> {
             created: Created::default(),
             dead_store: None,
             phase: std::sync::Mutex::new(("prepare", None)),
+            began: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -519,6 +528,7 @@ impl<'a> Run<'a> {
         faults: Vec<Applied>,
         outages: Vec<Outage>,
     ) -> RunResult {
+        self.enter("reconcile");
         // A copy: the history is append-only, and nothing appends any more.
         let events = history.events();
         let findings = reconcile(&events, &snapshot);
@@ -532,13 +542,27 @@ impl<'a> Run<'a> {
             snapshot,
             faults,
             outages,
+            phases: Vec::new(),
         }
     }
 
     /// A phase begins.
     fn enter(&self, phase: &'static str) {
         self.phase.lock().expect("phase mutex poisoned").0 = phase;
+        self.began.lock().expect("phase mutex poisoned").push((phase, Instant::now()));
         self.progress.phase(self.plan.strategy, phase);
+    }
+
+    /// How long each phase has taken so far: from its start to the next
+    /// one's (the last one's to now).
+    fn phase_times(&self) -> Vec<(&'static str, Duration)> {
+        let began = self.began.lock().expect("phase mutex poisoned");
+        let now = Instant::now();
+        began
+            .iter()
+            .enumerate()
+            .map(|(i, (phase, at))| (*phase, began.get(i + 1).map_or(now, |next| next.1).duration_since(*at)))
+            .collect()
     }
 
     /// The phase in which the run first noticed a signal.

@@ -1,0 +1,305 @@
+//! `make bench`: what each strategy costs, and what the harness itself
+//! costs, measured in one run and printed as ratios (issue 13).
+//!
+//! ```text
+//! cargo bench --bench perf                    # the full run (about 5 minutes)
+//! cargo bench --bench perf -- --seconds 20    # longer runs per strategy
+//! cargo bench --bench perf -- --short         # the smoke test: every part, tiny
+//! cargo test --bench perf                     # the smoke test, as `make test` runs it
+//! ```
+//!
+//! 1. **Lag**: naive, outbox, cdc and outbox-cdc at 100, 1,000 and 2,000
+//!    orders a second, at 90 % of the highest rate naive reached, and
+//!    saturated — on a calm network, the embedded broker and the built-in
+//!    proxy. Commit → consumer lag p50 / p99 of each as a ratio to naive's
+//!    at the same rate: naive publishes from the writer, so its lag is the
+//!    floor the broker and the consumer put under every strategy.
+//! 2. **Throughput**: orders a second each strategy commits when saturated,
+//!    as a ratio to naive's.
+//! 3. **pgbench** with the same transactions, direct and through the
+//!    built-in proxy: "harness ÷ pgbench" and "proxy ÷ direct".
+//! 4. **History and reconcile** at 100 k and 1 M generated orders: bytes
+//!    per order, time, peak memory.
+//! 5. **Overhead**: each run's wall time beyond its workload time, and the
+//!    phases it went to — what `compare` adds per strategy.
+//!
+//! The short mode runs each part once, tiny, and asserts nothing about
+//! time: it keeps the bench building and its parts working.
+
+use std::time::Duration;
+
+use dualwrite::config::Services;
+use dualwrite::infra::Infra;
+use dualwrite::strategy::Strategy;
+
+mod alloc;
+mod pgbench;
+mod reconcile;
+mod runs;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+use runs::Rate;
+
+/// Issue 13's targets, printed beside the figures they judge.
+const OUTBOX_LAG_P99: f64 = 1.5;
+const CDC_LAG_P99: f64 = 1.25;
+const OUTBOX_THROUGHPUT: f64 = 0.9;
+const HISTORY_BYTES_PER_ORDER: f64 = 300.0;
+const RECONCILE_1M_SECONDS: f64 = 2.0;
+const OVERHEAD_SECONDS: f64 = 0.5;
+
+struct Args {
+    short: bool,
+    seconds: u64,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        // `cargo bench` passes --bench; `cargo test --bench perf` does not:
+        // run under the test harness's command, this is the smoke test.
+        let short = !argv.iter().any(|a| a == "--bench")
+            || argv.iter().any(|a| a == "--short")
+            || std::env::var_os("DUALWRITE_BENCH_SHORT").is_some();
+        let seconds = argv
+            .iter()
+            .position(|a| a == "--seconds")
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10);
+        Args { short, seconds: if short { 1 } else { seconds } }
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn show_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let duration = Duration::from_secs(args.seconds);
+    let started = std::time::Instant::now();
+    let machine = format!(
+        "{} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    );
+
+    // ── 4. history and reconcile (first: no services, a quiet heap) ──────
+    let sizes: &[u64] = if args.short { &[1_000] } else { &[100_000, 1_000_000] };
+    let reconciled: Vec<reconcile::Measured> = sizes.iter().map(|&n| reconcile::measure(n)).collect();
+
+    // ── 1, 2, 5: the strategies under load ──────────────────────────────
+    let infra = Infra::start(&Services::local()).await.expect("the services are up (`make setup`)");
+    let strategies: &[Strategy] =
+        if args.short { &[Strategy::Naive, Strategy::Outbox] } else { &[Strategy::Naive, Strategy::Outbox, Strategy::Cdc, Strategy::OutboxCdc] };
+    let mut rows = Vec::new();
+    if args.short {
+        for &s in strategies {
+            rows.push(runs::measure(&infra, s, Rate::PerSecond(100), duration).await);
+        }
+    } else {
+        // Naive saturated first: 90 % of its rate is "the highest rate naive
+        // sustains", at which the others are measured too.
+        let naive_max = runs::measure(&infra, Strategy::Naive, Rate::Saturated, duration).await;
+        let high = ((naive_max.orders_per_second() * 0.9) as u32 / 100 * 100).max(100);
+        rows.push(naive_max);
+        for rate in [Rate::PerSecond(100), Rate::PerSecond(1_000), Rate::PerSecond(2_000), Rate::PerSecond(high)] {
+            for &s in strategies {
+                rows.push(runs::measure(&infra, s, rate, duration).await);
+            }
+        }
+        for &s in &strategies[1..] {
+            rows.push(runs::measure(&infra, s, Rate::Saturated, duration).await);
+        }
+    }
+    infra.shutdown().await;
+
+    // ── 3. pgbench ───────────────────────────────────────────────────────
+    let pg = if pgbench::installed() {
+        Some(pgbench::measure(if args.short { 1 } else { args.seconds as u32 }).await)
+    } else {
+        None
+    };
+
+    // ── the report ───────────────────────────────────────────────────────
+    println!(
+        "dualwrite bench ({}), {} s per strategy run, {machine} at the start; took {:.0} s",
+        if args.short { "short: a smoke test, the figures mean nothing" } else { "full" },
+        args.seconds,
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("1. commit → consumer lag, calm, embedded broker, built-in proxy (ratios to naive's at the same rate)");
+    println!(
+        "{:<11} {:>6} {:>9} {:>7} {:>7} {:>9} {:>9}  {:<24} {}",
+        "strategy", "rate", "orders/s", "p50 ms", "p99 ms", "p50÷naive", "p99÷naive", "target", "verdict"
+    );
+    let naive_at = |rate: Rate| rows.iter().find(|r| r.strategy == Strategy::Naive && r.rate == rate);
+    for r in &rows {
+        let floor = naive_at(r.rate);
+        let p50 = ratio(r.lag_p50, floor.and_then(|f| f.lag_p50));
+        let p99 = ratio(r.lag_p99, floor.and_then(|f| f.lag_p99));
+        let target = match (r.strategy, r.rate) {
+            (Strategy::Outbox, Rate::PerSecond(n)) if n >= 1_000 => Some(OUTBOX_LAG_P99),
+            (Strategy::Cdc | Strategy::OutboxCdc, Rate::PerSecond(n)) if n >= 1_000 && n != 2_000 => Some(CDC_LAG_P99),
+            _ => None,
+        };
+        let judged = match (target, p99) {
+            (Some(t), Some(p)) => format!("p99 ≤ {t}×: {}", met(p <= t)),
+            (Some(t), None) => format!("p99 ≤ {t}×: unknown"),
+            (None, _) => String::new(),
+        };
+        println!(
+            "{:<11} {:>6} {:>9.0} {:>7} {:>7} {:>9} {:>9}  {:<24} {}",
+            r.strategy.name(),
+            r.rate.label(),
+            r.orders_per_second(),
+            ms(r.lag_p50),
+            ms(r.lag_p99),
+            show_ratio(p50),
+            show_ratio(p99),
+            judged,
+            r.verdict
+        );
+    }
+    println!("   naive's lag is the floor: the embedded broker's empty fetch waits 10 ms, the consumer polls.");
+    println!("   cdc's targets are judged at 1,000/s and at the highest rate naive sustains (the last fixed rate).");
+
+    println!();
+    println!("2. highest rate: orders a second committed with the writers saturated (8 tasks, 16 in flight each)");
+    let naive_max = rows.iter().find(|r| r.strategy == Strategy::Naive && r.rate == Rate::Saturated);
+    for r in rows.iter().filter(|r| r.rate == Rate::Saturated) {
+        let of_naive = naive_max.map(|n| r.orders_per_second() / n.orders_per_second());
+        let target = (r.strategy == Strategy::Outbox)
+            .then(|| format!("  (≥ {OUTBOX_THROUGHPUT}×: {})", met(of_naive.unwrap_or(0.0) >= OUTBOX_THROUGHPUT)))
+            .unwrap_or_default();
+        println!("   {:<11} {:>7.0} orders/s, {} × naive{target}", r.strategy.name(), r.orders_per_second(), show_ratio(of_naive));
+    }
+    if args.short {
+        println!("   (not measured in the short mode)");
+    }
+
+    println!();
+    println!("3. pgbench, the same transactions, {} clients (the app's pool), -M prepared", pgbench::CLIENTS);
+    match &pg {
+        None => println!("   pgbench is not installed: not measured (Debian: apt-get install postgresql-contrib)"),
+        Some(Err(e)) => println!("   unknown: pgbench failed: {e}"),
+        Some(Ok(f)) => {
+            println!(
+                "   naive tx:  {:>6.0} tps direct, {:>6.0} through the proxy: proxy ÷ direct {:.2}",
+                f.naive_direct,
+                f.naive_proxied,
+                f.naive_proxied / f.naive_direct
+            );
+            println!(
+                "   outbox tx: {:>6.0} tps direct, {:>6.0} through the proxy: proxy ÷ direct {:.2}",
+                f.outbox_direct,
+                f.outbox_proxied,
+                f.outbox_proxied / f.outbox_direct
+            );
+            println!(
+                "   outbox tx without its NOTIFY trigger: {:.0} tps direct (the trigger costs {:.0} %)",
+                f.outbox_no_notify_direct,
+                100.0 * (1.0 - f.outbox_direct / f.outbox_no_notify_direct)
+            );
+            let harness = |s: Strategy| rows.iter().find(|r| r.strategy == s && r.rate == Rate::Saturated);
+            for (s, direct, proxied) in
+                [(Strategy::Naive, f.naive_direct, f.naive_proxied), (Strategy::Outbox, f.outbox_direct, f.outbox_proxied)]
+            {
+                if let Some(h) = harness(s) {
+                    println!(
+                        "   harness ÷ pgbench, {}: {:.2} of pgbench through the proxy (the harness's path), {:.2} of direct",
+                        s.name(),
+                        h.orders_per_second() / proxied,
+                        h.orders_per_second() / direct
+                    );
+                }
+            }
+        }
+    }
+
+    println!();
+    println!("4. history and reconcile, generated calm runs (every order committed, published once, consumed)");
+    println!(
+        "   {:>9} {:>14} {:>14} {:>12} {:>10} {:>14}",
+        "orders", "history B/ord", "snapshot B/ord", "reconcile s", "peak MB", "peak B/order"
+    );
+    for m in &reconciled {
+        println!(
+            "   {:>9} {:>14.0} {:>14.0} {:>12.3} {:>10.1} {:>14.0}",
+            m.orders,
+            m.history_per_order(),
+            m.snapshot_bytes as f64 / m.orders as f64,
+            m.reconcile.as_secs_f64(),
+            m.peak_bytes as f64 / 1e6,
+            m.peak_per_order()
+        );
+    }
+    if let Some(m) = reconciled.last() {
+        println!(
+            "   history ≤ {HISTORY_BYTES_PER_ORDER} B/order: {}; reconcile of 1 M ≤ {RECONCILE_1M_SECONDS} s: {}; \
+             an hour at 1,000/s (3.6 M orders) would peak near {:.0} MB (≤ 500: {})",
+            met(m.history_per_order() <= HISTORY_BYTES_PER_ORDER),
+            if m.orders >= 1_000_000 { met(m.reconcile.as_secs_f64() <= RECONCILE_1M_SECONDS) } else { "not measured" },
+            m.peak_per_order() * 3.6e6 / 1e6,
+            met(m.peak_per_order() * 3.6e6 / 1e6 <= 500.0)
+        );
+        println!(
+            "   (the reconcile adds {:.0} B/order on top of the history and snapshot it reads)",
+            m.reconcile_extra_bytes as f64 / m.orders as f64
+        );
+    }
+
+    println!();
+    println!("5. overhead: wall time of a run beyond its workload, per strategy (mean of its runs), and where it goes");
+    for &s in strategies {
+        let mine: Vec<&runs::Measured> = rows.iter().filter(|r| r.strategy == s).collect();
+        let n = mine.len() as f64;
+        let overhead = mine.iter().map(|r| r.overhead().as_secs_f64()).sum::<f64>() / n;
+        let wall = mine.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>();
+        let work = mine.iter().map(|r| r.seconds).sum::<f64>();
+        let mut phases: Vec<(&str, f64)> = Vec::new();
+        for r in &mine {
+            for (p, d) in &r.phases {
+                match phases.iter_mut().find(|(q, _)| q == p) {
+                    Some((_, t)) => *t += d.as_secs_f64() / n,
+                    None => phases.push((p, d.as_secs_f64() / n)),
+                }
+            }
+        }
+        let phases: Vec<String> = phases.iter().map(|(p, t)| format!("{p} {t:.2}")).collect();
+        println!(
+            "   {:<11} +{overhead:.2} s (≤ {OVERHEAD_SECONDS}: {}), wall ÷ workload {:.2}; {}",
+            s.name(),
+            met(overhead <= OVERHEAD_SECONDS),
+            wall / work,
+            phases.join(", ")
+        );
+    }
+    println!("   the proxy's own benchmark follows: cargo bench -p faultproxy --bench throughput");
+}

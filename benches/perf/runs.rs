@@ -1,0 +1,107 @@
+//! The strategies under load: each one run at a fixed rate (open loop, as
+//! the CLI's writers are) and at saturation, on a calm network, one after
+//! another on the same services, embedded broker and built-in proxy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dualwrite::config::{Tuning, Workload};
+use dualwrite::infra::Infra;
+use dualwrite::progress::Progress;
+use dualwrite::runner::{self, Plan};
+use dualwrite::scenario::Scenario;
+use dualwrite::signals::Interrupt;
+use dualwrite::strategy::Strategy;
+
+/// A rate to run at: orders a second, or as fast as the writers go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    PerSecond(u32),
+    /// Eight writer tasks with no pause between orders (each keeps up to
+    /// `MAX_IN_FLIGHT_PER_WRITER` in flight): the highest rate the
+    /// strategy, the pool and the services sustain together.
+    Saturated,
+}
+
+impl Rate {
+    pub fn label(self) -> String {
+        match self {
+            Rate::PerSecond(n) => format!("{n}/s"),
+            Rate::Saturated => "max".into(),
+        }
+    }
+
+    /// Writer tasks and the interval of each.
+    fn writers(self) -> (u32, Duration) {
+        match self {
+            // Four tasks for light loads, as the CLI's default has.
+            Rate::PerSecond(n) if n <= 200 => (4, Duration::from_secs_f64(4.0 / f64::from(n))),
+            Rate::PerSecond(n) => (8, Duration::from_secs_f64(8.0 / f64::from(n))),
+            Rate::Saturated => (8, Duration::from_micros(50)),
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub strategy: Strategy,
+    pub rate: Rate,
+    pub seconds: f64,
+    pub committed: u64,
+    pub lag_p50: Option<f64>,
+    pub lag_p99: Option<f64>,
+    pub verdict: String,
+    /// The whole `runner::run`, from prepare to cleanup.
+    pub wall: Duration,
+    /// Every phase but main: what the run costs beyond its workload.
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+impl Measured {
+    pub fn orders_per_second(&self) -> f64 {
+        self.committed as f64 / self.seconds
+    }
+    /// Wall time beyond the workload's.
+    pub fn overhead(&self) -> Duration {
+        self.wall.saturating_sub(Duration::from_secs_f64(self.seconds))
+    }
+}
+
+/// Runs `strategy` at `rate` for `duration`.
+pub async fn measure(infra: &Infra, strategy: Strategy, rate: Rate, duration: Duration) -> Measured {
+    let scenario = Arc::new(Scenario::load("calm").expect("calm is built in"));
+    let (writer_tasks, writers) = rate.writers();
+    let plan = Plan {
+        strategy,
+        scenario: scenario.clone(),
+        schedule: scenario.schedule(1, duration).expect("calm has no windows to place"),
+        workload: Workload {
+            seed: 1,
+            duration,
+            readers: Duration::from_millis(100),
+            writers,
+            writer_tasks,
+            products: 6,
+            initial_stock: 1000,
+        },
+        tuning: Tuning::default(),
+        keep: false,
+    };
+    eprintln!("perf: {strategy} at {} for {} s…", rate.label(), duration.as_secs());
+    let started = Instant::now();
+    let result = runner::run(infra, &plan, &Progress::hidden(), &Interrupt::new()).await.expect("a calm run completes");
+    let wall = started.elapsed();
+    let f = &result.findings;
+    Measured {
+        strategy,
+        rate,
+        seconds: duration.as_secs_f64(),
+        committed: f.orders.committed,
+        lag_p50: f.latency.event_lag_p50,
+        lag_p99: f.latency.event_lag_p99,
+        verdict: f.verdict.as_str().to_string(),
+        wall,
+        phases: result.phases.into_iter().filter(|(p, _)| *p != "main").collect(),
+    }
+}
