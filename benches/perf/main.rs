@@ -115,8 +115,11 @@ async fn main() {
 
     // ── 1, 2, 5: the strategies under load ──────────────────────────────
     let infra = Infra::start(&Services::local()).await.expect("the services are up (`make setup`)");
-    let strategies: &[Strategy] =
-        if args.short { &[Strategy::Naive, Strategy::Outbox] } else { &[Strategy::Naive, Strategy::Outbox, Strategy::Cdc, Strategy::OutboxCdc] };
+    let strategies: &[Strategy] = if args.short {
+        &[Strategy::Naive, Strategy::Outbox]
+    } else {
+        &[Strategy::Naive, Strategy::Outbox, Strategy::Cdc, Strategy::OutboxCdc]
+    };
     let mut rows = Vec::new();
     if args.short {
         for &s in strategies {
@@ -198,7 +201,12 @@ async fn main() {
         let target = (r.strategy == Strategy::Outbox)
             .then(|| format!("  (≥ {OUTBOX_THROUGHPUT}×: {})", met(of_naive.unwrap_or(0.0) >= OUTBOX_THROUGHPUT)))
             .unwrap_or_default();
-        println!("   {:<11} {:>7.0} orders/s, {} × naive{target}", r.strategy.name(), r.orders_per_second(), show_ratio(of_naive));
+        println!(
+            "   {:<11} {:>7.0} orders/s, {} × naive{target}",
+            r.strategy.name(),
+            r.orders_per_second(),
+            show_ratio(of_naive)
+        );
     }
     if args.short {
         println!("   (not measured in the short mode)");
@@ -228,9 +236,10 @@ async fn main() {
                 100.0 * (1.0 - f.outbox_direct / f.outbox_no_notify_direct)
             );
             let harness = |s: Strategy| rows.iter().find(|r| r.strategy == s && r.rate == Rate::Saturated);
-            for (s, direct, proxied) in
-                [(Strategy::Naive, f.naive_direct, f.naive_proxied), (Strategy::Outbox, f.outbox_direct, f.outbox_proxied)]
-            {
+            for (s, direct, proxied) in [
+                (Strategy::Naive, f.naive_direct, f.naive_proxied),
+                (Strategy::Outbox, f.outbox_direct, f.outbox_proxied),
+            ] {
                 if let Some(h) = harness(s) {
                     println!(
                         "   harness ÷ pgbench, {}: {:.2} of pgbench through the proxy (the harness's path), {:.2} of direct",

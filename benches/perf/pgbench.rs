@@ -59,7 +59,9 @@ fn run(command: &mut Command) -> Result<String, String> {
 }
 
 fn psql(database: &str, args: &[&str]) -> Result<String, String> {
-    run(Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", database]).args(args))
+    run(Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(args))
 }
 
 /// The benchmark's database, with the run schema's tables; dropped on drop.
@@ -125,7 +127,9 @@ pub async fn measure(seconds: u32) -> Result<Figures, String> {
     let bench = move |script: &'static str, port: u16| {
         let name = name.clone();
         async move {
-            tokio::task::spawn_blocking(move || pgbench(script, port, &name, seconds)).await.map_err(|e| e.to_string())?
+            tokio::task::spawn_blocking(move || pgbench(script, port, &name, seconds))
+                .await
+                .map_err(|e| e.to_string())?
         }
     };
     let mut f = Figures {

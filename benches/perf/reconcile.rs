@@ -65,7 +65,8 @@ pub fn measure(orders: u64) -> Measured {
     for n in 0..orders {
         let product_id = (n % PRODUCTS as u64) as i32 + 1;
         let p = (product_id - 1) as usize;
-        let order = Order { order_id: id(n), product_id, delta: -1 - (n % 5) as i32, writer: (n % 4) as u32, seq: n / 4 };
+        let order =
+            Order { order_id: id(n), product_id, delta: -1 - (n % 5) as i32, writer: (n % 4) as u32, seq: n / 4 };
         version[p] += 1;
         quantity[p] += i64::from(order.delta);
         let after = StockAfter { quantity: quantity[p], version: version[p] };
@@ -107,7 +108,12 @@ pub fn measure(orders: u64) -> Measured {
             version: after.version,
         });
         let event = StockChanged::new(order, *after);
-        records.push(TopicRecord { partition: p as i32, offset: next_offset[p], key: Some(event.key()), event: Ok(event) });
+        records.push(TopicRecord {
+            partition: p as i32,
+            offset: next_offset[p],
+            key: Some(event.key()),
+            event: Ok(event),
+        });
         next_offset[p] += 1;
         first_seen.insert(order.order_id, history.clock().now() + 5);
     }

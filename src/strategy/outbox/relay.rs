@@ -11,7 +11,9 @@
 //!    back at once, the locks vanish, and two relays publish the same rows.)
 //! 2. **Publish** them all and wait for the broker's acknowledgements.
 //! 3. **Mark** the acknowledged rows published, dead-letter the ones Kafka
-//!    refused for good, and commit.
+//!    refused for good, and commit — without waiting for the disk (the
+//!    relay's connections use `synchronous_commit = off`, see
+//!    [`Relay::new`]): a mark lost in a database crash is a duplicate.
 //!
 //! Why mark *after* the acknowledgement: marking first would lose the event
 //! if the publish then failed. Marking after can only duplicate it, if the
@@ -25,9 +27,11 @@
 //! `seq` it published skips a row whose transaction commits late — a known
 //! bug of several relays. `published_at IS NULL` cannot skip anything.
 //!
-//! The relay wakes as soon as an outbox row commits (the table's trigger
-//! sends a NOTIFY, which Postgres delivers at COMMIT) and also polls, in
-//! case a notification is missed — the LISTEN connection can be cut by a
+//! After a pass that found rows the relay looks again at once: more may
+//! have committed while it published. Only a pass that finds nothing
+//! waits — until an outbox row commits (the table's trigger sends one
+//! NOTIFY per inserting statement, which Postgres delivers at COMMIT) or
+//! the poll interval passes, in case a notification is missed — the LISTEN connection can be cut by a
 //! fault like any other. While Kafka is down it retries with backoff and
 //! never skips a row.
 
@@ -80,7 +84,16 @@ impl Relay {
         // Two connections: one for passes, one spare for the listener's
         // reconnects; a relay needs no more.
         let size = db::PoolSize { connections: 2, ..env.tuning.pool() };
-        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, size, name);
+        // The relay's COMMITs need not wait for their WAL to reach the disk.
+        // The relay works one pass at a time, so a commit that waits on a
+        // slow fsync (hundreds of ms on a busy machine) holds back every row
+        // committed meanwhile. What an asynchronous commit can lose, if the
+        // *database* crashes, is the marks of the last few passes — those
+        // rows are published again: a duplicate, never a loss, as when the
+        // relay dies before its COMMIT. (The writers' commits stay
+        // synchronous: an order must be durable before the writer is told Ok.)
+        let options = env.db.clone().options([("synchronous_commit", "off")]);
+        let pool = db::pool_through(&options, env.links.postgres_relay, &env.schema, size, name);
         Ok(Relay {
             db: AppDb::new(pool, env.tuning.db_timeout),
             publisher: env.publisher(name)?,
@@ -148,19 +161,6 @@ impl Relay {
         }
         let rows: Vec<(uuid::Uuid, String, String)> =
             rows.iter().map(|r| (r.get("id"), r.get("aggregateid"), r.get("payload"))).collect();
-
-        // This transaction's COMMIT need not wait for its WAL to reach the
-        // disk. The relay works one pass at a time, so a commit that waits
-        // on a slow fsync (hundreds of ms on a busy machine) holds back
-        // every row committed meanwhile: that wait was the relay's p99. What
-        // an asynchronous commit can lose, in a database crash, is the marks
-        // of the last few passes — those rows are published again: a
-        // duplicate, never a loss, exactly as when the COMMIT itself is lost.
-        db::bounded(
-            self.db.timeout,
-            sqlx::query(include_str!("../../../sql/outbox_relay_async_commit.sql")).execute(&mut *tx),
-        )
-        .await?;
 
         // 2. Publish every claimed row, oldest first, and wait for every
         //    acknowledgement. The idempotent producer keeps each partition
