@@ -53,6 +53,8 @@ const OVERHEAD_SECONDS: f64 = 0.5;
 struct Args {
     short: bool,
     seconds: u64,
+    /// `--reconcile N`: only part 4, at N orders (no services needed).
+    reconcile_only: Option<u64>,
 }
 
 impl Args {
@@ -69,7 +71,9 @@ impl Args {
             .and_then(|i| argv.get(i + 1))
             .and_then(|s| s.parse().ok())
             .unwrap_or(10);
-        Args { short, seconds: if short { 1 } else { seconds } }
+        let reconcile_only =
+            argv.iter().position(|a| a == "--reconcile").and_then(|i| argv.get(i + 1)).and_then(|s| s.parse().ok());
+        Args { short, seconds: if short { 1 } else { seconds }, reconcile_only }
     }
 }
 
@@ -111,6 +115,10 @@ async fn main() {
 
     // ── 4. history and reconcile (first: no services, a quiet heap) ──────
     let sizes: &[u64] = if args.short { &[1_000] } else { &[100_000, 1_000_000] };
+    if let Some(n) = args.reconcile_only {
+        print_reconcile(&[reconcile::measure(n)]);
+        return;
+    }
     let reconciled: Vec<reconcile::Measured> = sizes.iter().map(|&n| reconcile::measure(n)).collect();
 
     // ── 1, 2, 5: the strategies under load ──────────────────────────────
@@ -253,36 +261,7 @@ async fn main() {
     }
 
     println!();
-    println!("4. history and reconcile, generated calm runs (every order committed, published once, consumed)");
-    println!(
-        "   {:>9} {:>14} {:>14} {:>12} {:>10} {:>14}",
-        "orders", "history B/ord", "snapshot B/ord", "reconcile s", "peak MB", "peak B/order"
-    );
-    for m in &reconciled {
-        println!(
-            "   {:>9} {:>14.0} {:>14.0} {:>12.3} {:>10.1} {:>14.0}",
-            m.orders,
-            m.history_per_order(),
-            m.snapshot_bytes as f64 / m.orders as f64,
-            m.reconcile.as_secs_f64(),
-            m.peak_bytes as f64 / 1e6,
-            m.peak_per_order()
-        );
-    }
-    if let Some(m) = reconciled.last() {
-        println!(
-            "   history ≤ {HISTORY_BYTES_PER_ORDER} B/order: {}; reconcile of 1 M ≤ {RECONCILE_1M_SECONDS} s: {}; \
-             an hour at 1,000/s (3.6 M orders) would peak near {:.0} MB (≤ 500: {})",
-            met(m.history_per_order() <= HISTORY_BYTES_PER_ORDER),
-            if m.orders >= 1_000_000 { met(m.reconcile.as_secs_f64() <= RECONCILE_1M_SECONDS) } else { "not measured" },
-            m.peak_per_order() * 3.6e6 / 1e6,
-            met(m.peak_per_order() * 3.6e6 / 1e6 <= 500.0)
-        );
-        println!(
-            "   (the reconcile adds {:.0} B/order on top of the history and snapshot it reads)",
-            m.reconcile_extra_bytes as f64 / m.orders as f64
-        );
-    }
+    print_reconcile(&reconciled);
 
     println!();
     println!("5. overhead: wall time of a run beyond its workload, per strategy (mean of its runs), and where it goes");
@@ -311,4 +290,38 @@ async fn main() {
         );
     }
     println!("   the proxy's own benchmark follows: cargo bench -p faultproxy --bench throughput");
+}
+
+/// Part 4 of the report.
+fn print_reconcile(reconciled: &[reconcile::Measured]) {
+    println!("4. history and reconcile, generated calm runs (every order committed, published once, consumed)");
+    println!(
+        "   {:>9} {:>14} {:>14} {:>12} {:>10} {:>14}",
+        "orders", "history B/ord", "snapshot B/ord", "reconcile s", "peak MB", "peak B/order"
+    );
+    for m in reconciled {
+        println!(
+            "   {:>9} {:>14.0} {:>14.0} {:>12.3} {:>10.1} {:>14.0}",
+            m.orders,
+            m.history_per_order(),
+            m.snapshot_bytes as f64 / m.orders as f64,
+            m.reconcile.as_secs_f64(),
+            m.peak_bytes as f64 / 1e6,
+            m.peak_per_order()
+        );
+    }
+    if let Some(m) = reconciled.last() {
+        println!(
+            "   history ≤ {HISTORY_BYTES_PER_ORDER} B/order: {}; reconcile of 1 M ≤ {RECONCILE_1M_SECONDS} s: {}; \
+             an hour at 1,000/s (3.6 M orders) would peak near {:.0} MB (≤ 500: {})",
+            met(m.history_per_order() <= HISTORY_BYTES_PER_ORDER),
+            if m.orders >= 1_000_000 { met(m.reconcile.as_secs_f64() <= RECONCILE_1M_SECONDS) } else { "not measured" },
+            m.peak_per_order() * 3.6e6 / 1e6,
+            met(m.peak_per_order() * 3.6e6 / 1e6 <= 500.0)
+        );
+        println!(
+            "   (the reconcile adds {:.0} B/order on top of the history and snapshot it reads)",
+            m.reconcile_extra_bytes as f64 / m.orders as f64
+        );
+    }
 }
