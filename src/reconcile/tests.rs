@@ -291,6 +291,7 @@ fn stale_reads_are_measured_in_versions_and_time() {
             filled_cache: false,
             truth: Some(StockAfter { quantity: 1000 - 2 * truth, version: truth }),
             projection: None,
+            read_ms: None,
         })
     };
     run.history.push(sample(100, 0, 2));

@@ -22,7 +22,8 @@ pub enum Background {
     None,
     /// outbox: the relays.
     Relay(Relays),
-    /// cdc and outbox-cdc: the connector streaming the run's replication slot.
+    /// cdc, outbox-cdc and cache-cdc: the connector streaming the run's
+    /// replication slot (into the topic, or for cache-cdc into the cache).
     Connector(Connector),
 }
 
@@ -31,7 +32,9 @@ impl Background {
     pub async fn start(env: &Env) -> Result<Background> {
         Ok(match env.strategy {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
-            Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
+            Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => {
+                Background::Connector(Connector::start(env).await?)
+            }
             _ => Background::None,
         })
     }

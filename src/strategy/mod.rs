@@ -9,6 +9,8 @@
 //! | `outbox.rs`        | order + outbox row in one transaction; a relay publishes | duplicates only |
 //! | `cdc.rs`           | write the DB only; a connector streams the WAL          | duplicates only |
 //! | `outbox_cdc.rs`    | outbox messages captured from the WAL                   | duplicates only |
+//! | `db_only.rs`       | no cache: read the database                             | never stale; reads cost a round trip |
+//! | `cache_cdc.rs`     | the connector sets the cache from the WAL, if newer     | stale only for the connector's lag |
 //!
 //! Each strategy is an *app* — what the writers and readers run — built by
 //! [`Integration::connect`] at the start of the main phase and again after a
@@ -36,6 +38,9 @@ pub mod publish_in_tx;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
+// The cache tier: dropped, or kept coherent from the log.
+pub mod cache_cdc;
+pub mod db_only;
 
 pub use names::{Expectation, OutboxCdcMode, Strategy};
 
@@ -126,6 +131,8 @@ pub enum App {
     Outbox(outbox::Outbox),
     Cdc(cdc::Cdc),
     OutboxCdc(outbox_cdc::OutboxCdc),
+    DbOnly(db_only::DbOnly),
+    CacheCdc(cache_cdc::CacheCdc),
 }
 
 impl App {
@@ -137,6 +144,8 @@ impl App {
             Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
             Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
             Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
+            Strategy::DbOnly => App::DbOnly(db_only::DbOnly::connect(env)?),
+            Strategy::CacheCdc => App::CacheCdc(cache_cdc::CacheCdc::connect(env)?),
         })
     }
 
@@ -148,6 +157,8 @@ impl App {
             App::Outbox(s) => s.write(order, history).await,
             App::Cdc(s) => s.write(order, history).await,
             App::OutboxCdc(s) => s.write(order, history).await,
+            App::DbOnly(s) => s.write(order, history).await,
+            App::CacheCdc(s) => s.write(order, history).await,
         }
     }
 
@@ -159,6 +170,8 @@ impl App {
             App::Outbox(s) => s.read(product_id).await,
             App::Cdc(s) => s.read(product_id).await,
             App::OutboxCdc(s) => s.read(product_id).await,
+            App::DbOnly(s) => s.read(product_id).await,
+            App::CacheCdc(s) => s.read(product_id).await,
         }
     }
 
@@ -170,6 +183,8 @@ impl App {
             App::Outbox(s) => s.db(),
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
+            App::DbOnly(s) => s.db(),
+            App::CacheCdc(s) => s.db(),
         }
     }
 }
@@ -177,12 +192,12 @@ impl App {
 impl Strategy {
     /// Whether the strategy publishes events (and so can lose them).
     pub fn publishes(self) -> bool {
-        !matches!(self, Strategy::CacheAside)
+        !matches!(self, Strategy::CacheAside | Strategy::DbOnly | Strategy::CacheCdc)
     }
 
     /// Whether the strategy has a cache (and so can serve stale values).
     pub fn caches(self) -> bool {
-        matches!(self, Strategy::CacheAside)
+        matches!(self, Strategy::CacheAside | Strategy::CacheCdc)
     }
 
     /// Whether a run of this strategy gets a database of its own rather than
@@ -193,7 +208,7 @@ impl Strategy {
     /// other databases are skipped before any such lookup, so a database per
     /// CDC run keeps every other run out of its log.
     pub fn needs_own_database(self) -> bool {
-        matches!(self, Strategy::Cdc | Strategy::OutboxCdc)
+        matches!(self, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
     }
 
     /// Whether the strategy publishes through an outbox table (and so can
@@ -207,9 +222,9 @@ impl Strategy {
 /// replication slot and publication for the CDC strategies).
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
-        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox => Ok(()),
+        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox | Strategy::DbOnly => Ok(()),
         // A replication slot and a publication, named after the run.
-        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::prepare(env).await,
+        Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::prepare(env).await,
     }
 }
 
@@ -217,7 +232,7 @@ pub async fn prepare(env: &Env) -> Result<()> {
 pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
         // The slot first: an orphaned one keeps WAL for ever.
-        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::cleanup(env).await,
+        Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::cleanup(env).await,
         _ => Ok(()),
     }
 }

@@ -23,17 +23,24 @@ pub enum Strategy {
     Cdc,
     /// Outbox messages captured from the WAL instead of polled.
     OutboxCdc,
+    /// No cache: reads go to the database (the baseline of the cache lessons).
+    DbOnly,
+    /// Reads from Redis; a CDC connector sets each committed change in the
+    /// cache, only if newer; fills on a miss are version-checked too.
+    CacheCdc,
 }
 
 impl Strategy {
     /// All strategies, in `compare` order.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 8] = [
         Strategy::Naive,
         Strategy::PublishInTx,
         Strategy::CacheAside,
         Strategy::Outbox,
         Strategy::Cdc,
         Strategy::OutboxCdc,
+        Strategy::DbOnly,
+        Strategy::CacheCdc,
     ];
 
     /// The name users type (`publish-in-tx`).
@@ -45,6 +52,8 @@ impl Strategy {
             Strategy::Outbox => "outbox",
             Strategy::Cdc => "cdc",
             Strategy::OutboxCdc => "outbox-cdc",
+            Strategy::DbOnly => "db-only",
+            Strategy::CacheCdc => "cache-cdc",
         }
     }
 

@@ -47,6 +47,12 @@
 //! | `capture.rs`  | which changes become events, and how a row or message becomes one |
 //! | `pipeline.rs` | committed events on their way to the broker: per-product lanes, positions in commit order |
 //! | `ledger.rs`   | what the broker acknowledged, across every connector process of a run |
+//! | `sink.rs`     | where events go: the topic, or (cache-cdc) the cache |
+//! | `cache_sink.rs` | cache-cdc: each committed order set in Redis, only if newer |
+//!
+//! For cache-cdc "the broker" above is Redis: the same loop sets each
+//! event's stock in the cache instead of publishing it, and confirms a
+//! position once Redis has answered for it and everything before it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,18 +64,20 @@ use tokio_util::sync::CancellationToken;
 use super::Capture;
 use crate::error::Result;
 use crate::history::OrderId;
-use crate::kafka::Publisher;
 use crate::snapshot::Backlog;
 use crate::strategy::Env;
 
+mod cache_sink;
 mod capture;
 mod ledger;
 mod pipeline;
 mod session;
+mod sink;
 
 pub use capture::CaptureError;
 pub use ledger::Ledger;
 pub use session::SessionError;
+use sink::Sink;
 
 /// Where and what a connector streams.
 #[derive(Debug, Clone)]
@@ -148,7 +156,7 @@ struct Running {
     task: JoinHandle<()>,
     /// Shared with the task; the last handle is dropped off the async
     /// threads, because dropping librdkafka's producer joins its thread.
-    publisher: Arc<Publisher>,
+    sink: Arc<Sink>,
     stop: CancellationToken,
 }
 
@@ -179,11 +187,10 @@ impl Connector {
     }
 
     fn spawn(&mut self, env: &Env) -> Result<()> {
-        let publisher = Arc::new(env.publisher("dualwrite-connector")?);
+        let sink = Arc::new(Sink::of(env)?);
         let stop = CancellationToken::new();
-        let task =
-            tokio::spawn(session::run(self.config.clone(), self.ledger.clone(), publisher.clone(), stop.clone()));
-        self.running = Some(Running { task, publisher, stop });
+        let task = tokio::spawn(session::run(self.config.clone(), self.ledger.clone(), sink.clone(), stop.clone()));
+        self.running = Some(Running { task, sink, stop });
         Ok(())
     }
 
@@ -197,7 +204,7 @@ impl Connector {
     pub fn last_error(&self) -> Option<String> {
         let error = self.ledger.last_error()?;
         Some(match &self.running {
-            Some(running) => running.publisher.with_rebuilds(error),
+            Some(running) => running.sink.with_rebuilds(error),
             None => error,
         })
     }
@@ -211,8 +218,8 @@ impl Connector {
         let _ = running.task.await;
         // The task's future is gone, so this is the producer's last handle:
         // dropping it purges librdkafka's queue, as the process's death would.
-        let publisher = running.publisher;
-        let _ = tokio::task::spawn_blocking(move || drop(publisher)).await;
+        let sink = running.sink;
+        let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
     }
 
     /// Starts a new connector process after a crash. It resumes from the
@@ -266,8 +273,8 @@ impl Connector {
                 running.task.abort();
                 let _ = running.task.await;
             }
-            let publisher = running.publisher;
-            let _ = tokio::task::spawn_blocking(move || drop(publisher)).await;
+            let sink = running.sink;
+            let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
         }
         self.direct.close().await;
     }
@@ -281,8 +288,8 @@ impl Drop for Connector {
             running.task.abort();
             // Off the async threads if there is a runtime (librdkafka joins a thread).
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let publisher = running.publisher;
-                runtime.spawn_blocking(move || drop(publisher));
+                let sink = running.sink;
+                runtime.spawn_blocking(move || drop(sink));
             }
         }
     }

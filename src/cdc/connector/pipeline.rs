@@ -8,10 +8,10 @@ use futures::stream::FuturesUnordered;
 use pgwire_replication::Lsn;
 
 use super::capture::Outgoing;
+use super::sink::Sink;
 use super::Ledger;
 use crate::backoff::Backoff;
 use crate::history::{Outcome, Told};
-use crate::kafka::Publisher;
 
 /// Most events waiting for the broker before the session stops reading.
 const MAX_WAITING: usize = 10_000;
@@ -29,7 +29,7 @@ const MAX_WAITING: usize = 10_000;
 /// Positions are confirmed strictly in commit order: a transaction's
 /// position once all its events, and every earlier transaction's, are acknowledged.
 pub(super) struct Pipeline<'p> {
-    publisher: &'p Publisher,
+    sink: &'p Sink,
     /// Commit positions not confirmed yet, oldest first, with how many of
     /// their events are still unacknowledged.
     positions: VecDeque<Position>,
@@ -61,9 +61,9 @@ pub(super) struct Published {
 }
 
 impl<'p> Pipeline<'p> {
-    pub(super) fn new(publisher: &'p Publisher) -> Pipeline<'p> {
+    pub(super) fn new(sink: &'p Sink) -> Pipeline<'p> {
         Pipeline {
-            publisher,
+            sink,
             positions: VecDeque::new(),
             next: 0,
             lanes: HashMap::new(),
@@ -91,7 +91,7 @@ impl<'p> Pipeline<'p> {
             lane.push_back(Waiting { transaction, event, failures: 0 });
             // An idle lane sends at once; a busy one sends it after the others.
             if lane.len() == 1 {
-                send(&self.in_flight, self.publisher, &lane[0]);
+                send(&self.in_flight, self.sink, &lane[0]);
             }
         }
         self.confirmable()
@@ -116,7 +116,7 @@ impl<'p> Pipeline<'p> {
                 error = done.told.error.as_deref().unwrap_or(""),
                 "the connector's publish did not succeed; retrying (its position stays unconfirmed)"
             );
-            send(&self.in_flight, self.publisher, &lane[0]);
+            send(&self.in_flight, self.sink, &lane[0]);
             return None;
         }
         // Acknowledged: the lane's next event may go.
@@ -124,7 +124,7 @@ impl<'p> Pipeline<'p> {
         ledger.delivered(&done.key, acknowledged.event.order);
         self.waiting -= 1;
         match lane.front() {
-            Some(next) => send(&self.in_flight, self.publisher, next),
+            Some(next) => send(&self.in_flight, self.sink, next),
             None => {
                 self.lanes.remove(&done.key);
             }
@@ -146,7 +146,7 @@ impl<'p> Pipeline<'p> {
 }
 
 /// Starts publishing a lane's head.
-fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, publisher: &'p Publisher, waiting: &Waiting) {
+fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, sink: &'p Sink, waiting: &Waiting) {
     let Outgoing { key, payload, .. } = waiting.event.clone();
     let pause = (waiting.failures > 0).then(|| Backoff::BACKGROUND.after(waiting.failures));
     in_flight.push(Box::pin(async move {
@@ -156,7 +156,7 @@ fn send<'p>(in_flight: &FuturesUnordered<BoxFuture<'p, Published>>, publisher: &
         // Waits for the broker's acknowledgement (bounded by the delivery
         // timeout): Ok, Fail (never reached the broker) or Unknown (the
         // reply was lost; the broker may have it).
-        let told = publisher.publish(&key, &payload).await;
+        let told = sink.deliver(&key, &payload).await;
         Published { key, told }
     }));
 }
@@ -167,6 +167,7 @@ mod tests {
 
     use super::*;
     use crate::history::OrderId;
+    use crate::kafka::Publisher;
 
     /// A publisher that is never polled: the pipeline's futures are built
     /// but nothing is sent, and the tests report each outcome by hand.
@@ -194,9 +195,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_position_is_confirmed_only_after_everything_before_it() {
-        let publisher = idle_publisher();
+        let sink = Sink::Topic(idle_publisher());
         let ledger = Ledger::default();
-        let mut pipeline = Pipeline::new(&publisher);
+        let mut pipeline = Pipeline::new(&sink);
         // T1 and T3 for product a, T2 for product b: a and b go side by side.
         assert_eq!(pipeline.committed(Lsn(10), vec![event("a")]), None);
         assert_eq!(pipeline.committed(Lsn(20), vec![event("b")]), None);
@@ -213,9 +214,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_publish_is_retried_and_holds_its_lane_and_position() {
-        let publisher = idle_publisher();
+        let sink = Sink::Topic(idle_publisher());
         let ledger = Ledger::default();
-        let mut pipeline = Pipeline::new(&publisher);
+        let mut pipeline = Pipeline::new(&sink);
         pipeline.committed(Lsn(10), vec![event("a")]);
         pipeline.committed(Lsn(20), vec![event("a")]);
         assert_eq!(pipeline.published(unknown("a"), &ledger), None);
@@ -229,9 +230,9 @@ mod tests {
 
     #[tokio::test]
     async fn positions_without_events_wait_only_for_what_came_before() {
-        let publisher = idle_publisher();
+        let sink = Sink::Topic(idle_publisher());
         let ledger = Ledger::default();
-        let mut pipeline = Pipeline::new(&publisher);
+        let mut pipeline = Pipeline::new(&sink);
         // Nothing pending: a keepalive (or another run's transaction) at once.
         assert_eq!(pipeline.committed(Lsn(5), vec![]), Some(Lsn(5)));
         pipeline.committed(Lsn(10), vec![event("a")]);

@@ -12,9 +12,9 @@ use super::super::pgoutput::{self, PgOutput, Relations};
 use super::super::Capture;
 use super::capture::{capture_insert, capture_message, CaptureError, Outgoing};
 use super::pipeline::{Pipeline, Published};
+use super::sink::Sink;
 use super::{ConnectorConfig, Ledger};
 use crate::backoff::Backoff;
-use crate::kafka::Publisher;
 
 /// How often the replication client tells the server a new confirmed
 /// position. Like any real connector this one confirms in batches
@@ -52,12 +52,7 @@ pub enum SessionError {
 }
 
 /// The connector process: sessions, one after another, until stopped.
-pub(super) async fn run(
-    config: Arc<ConnectorConfig>,
-    ledger: Arc<Ledger>,
-    publisher: Arc<Publisher>,
-    stop: CancellationToken,
-) {
+pub(super) async fn run(config: Arc<ConnectorConfig>, ledger: Arc<Ledger>, sink: Arc<Sink>, stop: CancellationToken) {
     // A fresh process knows nothing and starts where the slot says (ZERO
     // asks the server for the slot's confirmed position). After a broken
     // session it resumes from what it has confirmed itself, which may be
@@ -67,7 +62,7 @@ pub(super) async fn run(
     loop {
         let ended = match Session::open(&config, resume).await {
             Ok(mut session) => {
-                let ended = stream(&mut session, &config, &ledger, &publisher, &stop, &mut resume, &mut failures).await;
+                let ended = stream(&mut session, &config, &ledger, &sink, &stop, &mut resume, &mut failures).await;
                 if ended.is_ok() {
                     session.close().await;
                     return;
@@ -92,7 +87,7 @@ async fn stream(
     session: &mut Session,
     config: &ConnectorConfig,
     ledger: &Ledger,
-    publisher: &Publisher,
+    sink: &Sink,
     stop: &CancellationToken,
     resume: &mut Lsn,
     failures: &mut u32,
@@ -123,7 +118,7 @@ async fn stream(
     // The events of the transaction being received; `None` between transactions.
     let mut open: Option<Vec<Outgoing>> = None;
     // Everything received and not yet confirmed (see `Pipeline`).
-    let mut pipeline = Pipeline::new(publisher);
+    let mut pipeline = Pipeline::new(sink);
     loop {
         let step = tokio::select! {
             biased;
