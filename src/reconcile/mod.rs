@@ -281,10 +281,30 @@ impl Redeliveries {
             None => String::new(),
         };
         format!(
-            "{} arrived{discarded}; a consumer that applied every delivery would have shipped {} extra",
+            "{} arrived{discarded}; a consumer that applied every delivery would have shipped {}",
             plural(self.duplicates, "duplicate delivery", "duplicate deliveries"),
-            plural(self.extra_units, "unit", "units"),
+            plural(self.extra_units, "extra unit", "extra units"),
         )
+    }
+}
+
+#[cfg(test)]
+mod redeliveries_tests {
+    use super::Redeliveries;
+
+    #[test]
+    fn the_cost_of_duplicates_reads_as_a_sentence() {
+        let r = Redeliveries { duplicates: 3, discarded_by_consumer: Some(4), extra_units: 7 };
+        assert_eq!(
+            r.describe(),
+            "3 duplicate deliveries arrived; the idempotent consumer discarded 4 deliveries; a consumer that \
+             applied every delivery would have shipped 7 extra units"
+        );
+        let one = Redeliveries { duplicates: 1, discarded_by_consumer: None, extra_units: 1 };
+        assert_eq!(
+            one.describe(),
+            "1 duplicate delivery arrived; a consumer that applied every delivery would have shipped 1 extra unit"
+        );
     }
 }
 
