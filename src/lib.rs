@@ -22,11 +22,12 @@
 //!   and a direct watch on each store ([`runner::watch`]). A run holds a
 //!   [`lease`] on its namespace for its whole life; [`signals`] stop it
 //!   cleanly; [`leftovers`] finds what dead runs left.
-//! - [`strategy`]: the six ways of keeping the stores in step, one file
+//! - [`strategy`]: the ways of keeping the stores in step, one file
 //!   each, written to be read; they use the store clients [`db`], [`cache`]
 //!   and [`kafka`], each of which classifies its own errors into the
 //!   three-valued outcomes of the [`history`]. The CDC strategies' connector
-//!   ([`cdc`]) streams the Postgres WAL to the topic.
+//!   ([`cdc`]) streams the Postgres WAL to the topic (for cache-cdc, into
+//!   the cache).
 //! - [`snapshot`] → [`reconcile`]: the final read of every store (and what
 //!   it did not see), and the pure function that compares it with the
 //!   history — a verdict only over complete evidence.
