@@ -43,6 +43,30 @@ async fn both_caches(scenario: &'static str) -> Vec<(Strategy, u64, RunResult)> 
     results
 }
 
+/// What cache-cdc's stale reads may add to an outage: the connector's
+/// longest retry pause (2 s, `Backoff::BACKGROUND`), one Redis timeout
+/// (500 ms by default) and half a second for the set itself and the reader.
+const LAG_ALLOWANCE_MS: u64 = 3_000;
+
+/// The longest any fault window was in force, from the faults as applied.
+fn longest_window(result: &RunResult) -> u64 {
+    let mut added = std::collections::HashMap::new();
+    let mut longest = 0;
+    for applied in &result.faults {
+        match applied.action {
+            "added" => {
+                added.insert(applied.window, applied.at);
+            }
+            _ => {
+                if let Some(from) = added.remove(&applied.window) {
+                    longest = longest.max(applied.at.saturating_sub(from));
+                }
+            }
+        }
+    }
+    longest
+}
+
 fn ms(value: Option<f64>) -> String {
     value.map_or("–".into(), |v| format!("{v:.0} ms"))
 }
@@ -71,6 +95,11 @@ async fn cache_cdc_heals_where_cache_aside_stays_stale(scenario: &'static str) {
         match strategy {
             Strategy::CacheAside => aside_stale += u32::from(stale.is_some_and(|n| n > 0)),
             _ => {
+                // Stale while an outage lasts, and for the connector's lag after it.
+                let bound = longest_window(result) + LAG_ALLOWANCE_MS;
+                if let Some(worst) = reads.worst_ms {
+                    assert!(worst <= bound, "seed {seed}: a value {worst} ms out of date, beyond {bound} ms");
+                }
                 let healed = stale == Some(0) && f.verdict == Verdict::Consistent && result.snapshot.drain.completed;
                 if !healed {
                     failures.push(format!("seed {seed}: {}", summary(result)));
