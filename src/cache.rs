@@ -14,7 +14,7 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use tokio::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::history::{StockAfter, Told};
 
 /// Why a cache call did not succeed.
@@ -48,11 +48,15 @@ pub enum CacheError {
 /// | timeout, reset, I/O error after sending | `Unknown` | the command may have been executed; only the reply was lost |
 pub fn classify(error: &CacheError) -> Told {
     match error {
-        CacheError::Connect { .. } | CacheError::Corrupt(_) => Told::fail(error),
-        CacheError::Redis(e) if e.kind() == redis::ErrorKind::ResponseError => Told::fail(error),
-        CacheError::Redis(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => Told::unknown(error),
-        CacheError::Redis(_) => Told::fail(error),
-        CacheError::TimedOut(_) => Told::unknown(error),
+        // The history keeps the error with its causes (why the connect
+        // failed, not only that it did).
+        CacheError::Connect { .. } | CacheError::Corrupt(_) => Told::fail(Chain(error)),
+        CacheError::Redis(e) if e.kind() == redis::ErrorKind::ResponseError => Told::fail(Chain(error)),
+        CacheError::Redis(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            Told::unknown(Chain(error))
+        }
+        CacheError::Redis(_) => Told::fail(Chain(error)),
+        CacheError::TimedOut(_) => Told::unknown(Chain(error)),
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::{Outputs, Services, Tuning, Workload};
 use crate::error::{Error, Result, EXIT_OK, EXIT_UNEXPECTED, EXIT_UNKNOWN};
 use crate::files::OutputFile;
 use crate::infra::Infra;
+use crate::names::Strategy;
 use crate::progress::Progress;
 use crate::reconcile::Verdict;
 use crate::report::{Location, Report, RunReport};
@@ -17,7 +18,6 @@ use crate::runner::{self, Plan};
 use crate::scenario::schedule::Schedule;
 use crate::scenario::Scenario;
 use crate::signals::Interrupt;
-use crate::strategy::Strategy;
 
 /// Runs a subcommand; returns the process exit code.
 pub async fn dispatch(command: Command, out: &mut impl Write) -> Result<i32> {

@@ -178,7 +178,7 @@ async fn consume(consumer: StreamConsumer<crate::kafka::quiet::Quiet>, shared: A
             Err(KafkaError::PartitionEOF(p)) => reached_end(&shared, p),
             Err(e) => {
                 // librdkafka reconnects by itself; remember the error for the report.
-                shared.lock().expect("consumer mutex poisoned").last_error = Some(e.to_string());
+                shared.lock().expect("consumer mutex poisoned").last_error = Some(crate::error::chain(&e));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

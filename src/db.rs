@@ -17,14 +17,16 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row, Transaction};
 
-use crate::config::Tuning;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::history::{Order, StockAfter, Told};
 use crate::snapshot::{OrderRow, StockRow};
 
 /// How long dualwrite waits to reach Postgres when setting up, before it
-/// gives up with an error that names the address and the fix.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// gives up with an error that names the address and the fix. A refused
+/// port is told at once; this bounds a server that does not answer. 5 s,
+/// not less: a server shared by a class (or by the test suite) can take
+/// seconds to start a backend when dozens of runs connect at once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The fix for an unreachable PostgreSQL, in every message that says so.
 pub const FIX: &str = "is PostgreSQL running? `make setup` starts it; or point --database-url / DATABASE_URL at yours";
@@ -96,10 +98,18 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
     }
 }
 
+/// How many connections a pool holds and how long a task waits for one: all
+/// that [`pool_through`] needs of the run's tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub connections: u32,
+    pub acquire_timeout: Duration,
+}
+
 /// The app's pool: through a fault-proxy link, with the run's schema as its
 /// search_path. Connections open lazily, so a link that is down at start is a
 /// fault the workload sees, not a setup error.
-pub fn pool_through(options: &PgConnectOptions, via: SocketAddr, schema: &str, tuning: &Tuning, name: &str) -> PgPool {
+pub fn pool_through(options: &PgConnectOptions, via: SocketAddr, schema: &str, size: PoolSize, name: &str) -> PgPool {
     let options = options
         .clone()
         .host(&via.ip().to_string())
@@ -108,8 +118,8 @@ pub fn pool_through(options: &PgConnectOptions, via: SocketAddr, schema: &str, t
         .options([("search_path", schema)])
         .log_statements(tracing::log::LevelFilter::Trace);
     PgPoolOptions::new()
-        .max_connections(tuning.pool_size)
-        .acquire_timeout(tuning.acquire_timeout)
+        .max_connections(size.connections)
+        .acquire_timeout(size.acquire_timeout)
         // A health check before every acquire would itself hang on a
         // black-holed link; connections that failed are closed instead
         // (see `AppDb::release_on_error`).
@@ -215,9 +225,9 @@ impl DbError {
 /// | `Commit`    | timeout, reset, I/O, protocol error    | `Unknown` | the COMMIT may have reached the server and been applied; only the reply was lost |
 pub fn classify(stage: Stage, error: &DbError) -> Told {
     match stage {
-        Stage::Acquire | Stage::Statement => Told::fail(error),
-        Stage::Commit if error.server_answered() => Told::fail(error),
-        Stage::Commit => Told::unknown(error),
+        Stage::Acquire | Stage::Statement => Told::fail(Chain(error)),
+        Stage::Commit if error.server_answered() => Told::fail(Chain(error)),
+        Stage::Commit => Told::unknown(Chain(error)),
     }
 }
 

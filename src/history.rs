@@ -83,7 +83,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Told {
     pub outcome: Outcome,
-    /// The error chain (`{:#}`) for `Fail` and `Unknown`; `None` for `Ok`.
+    /// The error and its causes, on one line (the classifiers pass
+    /// `error::Chain`), for `Fail` and `Unknown`; `None` for `Ok`.
     pub error: Option<String>,
 }
 
@@ -92,10 +93,10 @@ impl Told {
         Told { outcome: Outcome::Ok, error: None }
     }
     pub fn fail(error: impl std::fmt::Display) -> Told {
-        Told { outcome: Outcome::Fail, error: Some(format!("{error:#}")) }
+        Told { outcome: Outcome::Fail, error: Some(error.to_string()) }
     }
     pub fn unknown(error: impl std::fmt::Display) -> Told {
-        Told { outcome: Outcome::Unknown, error: Some(format!("{error:#}")) }
+        Told { outcome: Outcome::Unknown, error: Some(error.to_string()) }
     }
 }
 

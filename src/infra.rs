@@ -23,11 +23,11 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::config::Services;
+use crate::env::Links;
 use crate::error::{Error, Result};
 use crate::kafka::embedded::EmbeddedKafka;
 use crate::links;
 use crate::proxy::{ProxyConfig, ProxyInfo, ProxyServer, ToxiproxyClient};
-use crate::strategy::Links;
 
 /// The services, reached.
 pub struct Infra {

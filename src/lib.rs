@@ -5,7 +5,7 @@
 //! In the order data flows through a run:
 //!
 //! - [`cli`] → [`config`]: flags as typed, then resolved and validated
-//!   ([`config::limits`]: every duration's and count's range); [`files`]:
+//!   ([`cli::limits`]: every duration's and count's range); [`files`]:
 //!   input files read with a cap, output files checked up front and written
 //!   atomically; [`redact`]: no password in any output.
 //! - [`commands`]: the subcommands; [`doctor`] checks the services.
@@ -23,11 +23,12 @@
 //!   [`lease`] on its namespace for its whole life; [`signals`] stop it
 //!   cleanly; [`leftovers`] finds what dead runs left.
 //! - [`strategy`]: the ways of keeping the stores in step, one file
-//!   each, written to be read; they use the store clients [`db`], [`cache`]
-//!   and [`kafka`], each of which classifies its own errors into the
-//!   three-valued outcomes of the [`history`]. The CDC strategies' connector
-//!   ([`cdc`]) streams the Postgres WAL to the topic (for cache-cdc, into
-//!   the cache).
+//!   each, written to be read, named in [`names`] and built from an [`env`];
+//!   they use the store clients [`db`], [`cache`] and [`kafka`], each of
+//!   which classifies its own errors into the three-valued outcomes of the
+//!   [`history`]. The CDC strategies' connector ([`cdc`]) streams the
+//!   Postgres WAL to the topic (for cache-cdc, into the cache). [`generate`]
+//!   is the seeded generator every order, read and cache-fill pause is drawn from.
 //! - [`snapshot`] → [`reconcile`]: the final read of every store (and what
 //!   it did not see), and the pure function that compares it with the
 //!   history — a verdict only over complete evidence.
@@ -35,6 +36,10 @@
 //!   the HTML picture; [`layout`] wraps and tabulates text for a width.
 //! - [`error`]: failures of the tool itself, and the exit codes;
 //!   [`backoff`]: the retry policy the relay and the connector share.
+//!
+//! The modules form layers that import only downwards (leaf types, the
+//! pure checker, store clients, configuration, strategies, the run, report,
+//! commands): ARCHITECTURE.md draws them.
 
 pub mod backoff;
 pub mod cache;
@@ -45,10 +50,12 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod doctor;
+pub mod env;
 pub mod error;
 pub mod event;
 pub mod faults;
 pub mod files;
+pub mod generate;
 pub mod history;
 pub mod infra;
 pub mod kafka;
@@ -56,6 +63,7 @@ pub mod layout;
 pub mod lease;
 pub mod leftovers;
 pub mod links;
+pub mod names;
 pub mod progress;
 pub mod proxy;
 pub mod reconcile;

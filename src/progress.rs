@@ -29,8 +29,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::consumer::Downstream;
 use crate::history::{Event, History, Leg, Millis, OrderId, Outcome, StockAfter};
 use crate::layout::{self, Align};
+use crate::names::Strategy;
 use crate::scenario::schedule::{Component, Crash, Window};
-use crate::strategy::Strategy;
 
 /// Products shown one per line; the others are summed up in one line.
 pub const MAX_PRODUCT_LINES: usize = 10;

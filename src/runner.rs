@@ -45,9 +45,9 @@ use crate::snapshot::{Backlog, CachedEntry, DownstreamState, DrainReport, Snapsh
 
 /// A relay's or connector's backlog as read: the figures, or why they could not be read.
 type BacklogRead = std::result::Result<Backlog, String>;
+use crate::generate;
 use crate::strategy::background::Background;
-use crate::strategy::{Env, Expectation, Strategy};
-use crate::workload::generate;
+use crate::strategy::{App, Env, Expectation, Strategy};
 
 mod cleanup;
 mod main_phase;
@@ -112,6 +112,10 @@ pub struct RunResult {
     pub outages: Vec<Outage>,
 }
 
+/// How long the app's producer may take to start before the clock does
+/// (on a healthy link it takes milliseconds).
+const WARM_UP: Duration = Duration::from_secs(5);
+
 /// Runs one strategy. A signal on `interrupt` stops the run: it heals and
 /// cleans up, and returns [`Error::Interrupted`].
 pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Interrupt) -> Result<RunResult> {
@@ -166,6 +170,8 @@ pub struct Live {
     /// The relay or connector; `None` once stopped.
     background: Option<Background>,
     watch: Watch,
+    /// The app, connected before the clock starts; the main phase takes it.
+    app: Option<Arc<App>>,
 }
 
 impl Live {
@@ -344,6 +350,10 @@ impl<'a> Run<'a> {
             None
         };
         let background = Background::start(&self.env).await?;
+        // The app's pool is lazy, but its producer starts now, before any
+        // fault: a running service's would be up before its first order.
+        let app = Arc::new(App::connect(&self.env)?);
+        app.warm_up(WARM_UP).await;
         // The run's clock starts now: everything before was set-up, and the
         // fault schedule, the workload and every latency count from here.
         let clock = Clock::start();
@@ -351,7 +361,7 @@ impl<'a> Run<'a> {
         let downstream = ready.map(|consumer| Arc::new(consumer.start(clock)));
         // On the same clock, so that an outage reads against the faults.
         let watch = Watch::start(clock, self.probes()?);
-        Ok(Live { history, direct, downstream, background: Some(background), watch })
+        Ok(Live { history, direct, downstream, background: Some(background), watch, app: Some(app) })
     }
 
     /// The stores to watch directly: Postgres always (on the lease's own

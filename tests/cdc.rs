@@ -198,6 +198,11 @@ fn deliveries(events: &[(TopicRecord, StockChanged)]) -> HashMap<OrderId, usize>
 }
 
 /// The slot's confirmed position, as the server has it.
+/// How often the connector's replication client reports its confirmed
+/// position to the server (`STATUS_INTERVAL` in src/cdc/connector.rs; its
+/// wake-up interval is the same).
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn confirmed_flush(env: &Env) -> Option<String> {
     let pool = dualwrite::db::connect_direct(&env.db, None, 1).await.unwrap();
     let lsn: Option<Option<String>> =
@@ -346,6 +351,7 @@ async fn a_crash_before_confirmation_publishes_again_and_loses_nothing() {
         let ledger = connector(&background).ledger().clone();
         ledger.hold_acks(true);
         let slot_before = confirmed_flush(&env).await;
+        let confirmed_before = ledger.confirmed();
 
         let first = place_orders(&app, &history, 8).await;
         eventually("the broker to acknowledge the first orders", || {
@@ -354,8 +360,17 @@ async fn a_crash_before_confirmation_publishes_again_and_loses_nothing() {
             async move { ledger.all_acknowledged(&first) }
         })
         .await;
-        // Delivered, yet the slot has not moved: the server would hand them all out again.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Delivered, yet nothing confirmed. First the connector's own word:
+        // it handed its replication client no new position (a position it
+        // hands over is recorded at that moment, before the server hears of it).
+        assert_eq!(ledger.confirmed(), confirmed_before, "the connector confirmed a position while acks are held");
+        // Then the server's: a position reaches it only with the client's
+        // next status update, at most STATUS_INTERVAL later. Waiting several
+        // of those intervals makes "the slot has not moved" evidence — a
+        // position handed over would have arrived by now (the restart below
+        // shows that one does) — so the server would hand them all out again.
+        tokio::time::sleep(STATUS_INTERVAL * 5 / 2).await;
+        assert_eq!(ledger.confirmed(), confirmed_before, "the connector confirmed a position while acks are held");
         assert_eq!(confirmed_flush(&env).await, slot_before, "nothing confirmed while acks are held");
 
         background.crash().await;

@@ -219,6 +219,56 @@ fn an_error_shows_its_causes() {
     );
 }
 
+/// An outcome's error keeps its causes in the history too: with Redis's
+/// link down, cache-aside's deletes cannot connect, and the history says why
+/// the connect failed — dualwrite's "cannot connect to Redis at …", then the
+/// client's or the system's reason — not only that it did.
+#[test]
+fn a_failed_legs_cause_reaches_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("redis-down.toml");
+    std::fs::write(
+        &scenario,
+        r#"description = "Redis unreachable for most of the run"
+[expect]
+cache-aside = "any"
+[[window]]
+link = "redis"
+from = "10%"
+until = "90%"
+type = "down"
+"#,
+    )
+    .unwrap();
+    let history = dir.path().join("h.jsonl");
+    let (output, _) = dualwrite(&[
+        "run",
+        "cache-aside",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--duration",
+        "3s",
+        "--seed",
+        "1",
+        "--history",
+        history.to_str().unwrap(),
+    ]);
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&history).unwrap();
+    let connects: Vec<&str> = text.lines().filter(|l| l.contains("cannot connect to Redis at ")).collect();
+    assert!(!connects.is_empty(), "no failed connect in the history:\n{text}");
+    for line in connects {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let error = event["Complete"]["told"]["error"].as_str().unwrap_or_else(|| panic!("{line}"));
+        // "cannot connect to Redis at 127.0.0.1:PORT: <why>": the address,
+        // then the cause.
+        let rest = error.strip_prefix("cannot connect to Redis at ").unwrap_or_else(|| panic!("{error}"));
+        let (address, cause) = rest.split_once(": ").unwrap_or_else(|| panic!("no cause in {error:?}"));
+        assert!(address.starts_with("127.0.0.1:"), "{error}");
+        assert!(!cause.trim().is_empty(), "no cause in {error:?}");
+    }
+}
+
 /// A flag the strategy does not use is named, one line on stderr, and the
 /// run goes ahead.
 #[test]

@@ -35,11 +35,12 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
         assert_eq!(runs.len(), dualwrite::strategy::Strategy::ALL.len(), "every strategy");
         let count = |s: &str, a: &str| runs[s]["anomalies"][a].as_u64();
         assert!(count("naive", "lost").unwrap() > 0, "{stdout}");
-        assert!(
-            count("publish-in-tx", "ghost").unwrap() > 0
-                || runs["publish-in-tx"]["pool"]["acquire_timeouts"].as_u64().unwrap() > 0,
-            "{stdout}"
-        );
+        // flaky-network teaches publish-in-tx both of its lessons: ghosts
+        // while Postgres resets (5-40%), pool timeouts for unrelated reads
+        // while Kafka is down (45-80%). Each is checked on its own.
+        assert!(count("publish-in-tx", "ghost").unwrap() > 0, "publish-in-tx left no ghost: {stdout}");
+        let pool_timeouts = runs["publish-in-tx"]["pool"]["acquire_timeouts"].as_u64().unwrap();
+        assert!(pool_timeouts > 0, "publish-in-tx starved no unrelated read: {stdout}");
         assert!(count("cache-aside", "stale_cache").unwrap() > 0, "{stdout}");
         // The cache tier: db-only has no cache to be stale and times its
         // reads; cache-cdc's cache agrees with the database after drain.

@@ -261,6 +261,8 @@ fn browse(chromium: &Path, page: &Path, dir: &Path, height: u32) -> Rendered {
             (from_page && !url.starts_with("file:")).then(|| url.to_string())
         })
         .collect();
+    // The same request can appear in several events, not only in a row.
+    requests.sort();
     requests.dedup();
     assert!(out.status.success(), "chromium failed: {stderr}");
     Rendered { console, requests, screenshot }

@@ -30,10 +30,13 @@
 //!
 //! Slot, publication and message prefix are all named after the run's
 //! schema (`dw_<strategy>_<id>`), which is a valid slot name (lowercase,
-//! digits, underscores). Every run shares the `postgres` database, and a slot
-//! sees its whole database's WAL: the publication filters table changes, but
-//! logical decoding messages are not filtered by publication, so the
-//! connector filters them by prefix.
+//! digits, underscores). Each CDC run has a database of its own, of the same
+//! name (see ARCHITECTURE.md, "A CDC run has a database of its own"): a slot
+//! sees its whole database's WAL, and other runs' tables in it once broke
+//! decoding. The publication filters table changes; logical decoding
+//! messages are not filtered by publication, so the connector also keeps
+//! only the messages with its run's prefix — nothing else writes them in a
+//! run's database, but a message from anywhere else is not this run's event.
 
 use std::time::{Duration, Instant};
 
@@ -41,8 +44,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
 use crate::db::{self, quote_ident};
+use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::strategy::{Env, OutboxCdcMode, Strategy};
+use crate::names::{OutboxCdcMode, Strategy};
 
 pub mod connector;
 pub mod pgoutput;
@@ -117,8 +121,9 @@ pub async fn prepare(env: &Env) -> Result<()> {
             .map_err(|e| refused(&env.db, format!("create publication {slot}"), e))?;
         // Creating the slot waits for the transactions already running
         // anywhere in the cluster to end (the slot needs a consistent
-        // starting point). A session left idle in a transaction would make
-        // that wait endless; the server-side timeout cancels it cleanly (a
+        // starting point). A session left idle in a transaction, or a
+        // prepared transaction nobody resolves (two-phase commit's
+        // leftovers: they count as running), would make that wait endless; the server-side timeout cancels it cleanly (a
         // client-side one would leave the server to finish the slot anyway,
         // orphaned).
         let mut conn =
@@ -135,8 +140,8 @@ pub async fn prepare(env: &Env) -> Result<()> {
                 refused(
                     &env.db,
                     format!(
-                    "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction \
-                     for more than {SLOT_CREATE_LIMIT:?}?)"
+                    "create replication slot {slot} (is wal_level=logical? does a session sit idle in a transaction, \
+                     or a prepared transaction wait in pg_prepared_xacts, for more than {SLOT_CREATE_LIMIT:?}?)"
                 ),
                     e,
                 )

@@ -11,7 +11,7 @@
 //! - [`reproduce`]: the `reproduce:` line, a command that runs the same
 //!   run again, and the warnings for flags a strategy does not use.
 
-pub mod limits;
+pub use crate::cli::limits;
 pub mod reproduce;
 
 use std::path::PathBuf;
@@ -20,9 +20,9 @@ use std::time::Duration;
 use crate::cli::{OutputArgs, ServiceArgs, TuningArgs, WorkloadArgs};
 use crate::error::{Error, Result};
 use crate::files::OutputFile;
+use crate::names::OutboxCdcMode;
 use crate::proxy::ProxyConfig;
 use crate::redact::redact_url;
-use crate::strategy::OutboxCdcMode;
 
 /// Where the services are. Its `Debug` hides passwords.
 #[derive(Clone)]
@@ -344,6 +344,11 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// The app's pool, as `--pool-size` and `--acquire-timeout` ask.
+    pub fn pool(&self) -> crate::db::PoolSize {
+        crate::db::PoolSize { connections: self.pool_size, acquire_timeout: self.acquire_timeout }
+    }
+
     /// The tuning flags (their ranges were checked when they were parsed).
     pub fn from_args(args: &TuningArgs) -> Result<Tuning> {
         Ok(Tuning {

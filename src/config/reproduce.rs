@@ -13,9 +13,9 @@
 use std::time::Duration;
 
 use crate::cli::Given;
+use crate::names::Strategy;
 use crate::redact::redact_url;
 use crate::scenario::Scenario;
-use crate::strategy::Strategy;
 
 /// Flags that say where results go, not what the run does.
 const OUTPUT_FLAGS: [&str; 5] = ["json", "history", "html", "width", "keep"];

@@ -15,7 +15,7 @@ use rdkafka::ClientContext;
 use rdkafka_sys as rdsys;
 use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::history::Told;
 
 /// Routes each delivery report to the task waiting for it.
@@ -115,9 +115,9 @@ pub fn classify_delivery(result: &DeliveryResult<'_>) -> Told {
             // duration of this callback.
             let status = unsafe { rdsys::rd_kafka_message_status(message.ptr()) };
             match status {
-                rdsys::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Told::fail(error),
+                rdsys::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Told::fail(Chain(error)),
                 rdsys::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => Told::ok(),
-                _ => Told::unknown(format!("{error} (the broker may have written it)")),
+                _ => Told::unknown(format!("{} (the broker may have written it)", Chain(error))),
             }
         }
     }
@@ -251,7 +251,7 @@ impl Publisher {
             // producer state): nothing left this process.
             self.replace_if_dead(&producer, None);
             let permanent = is_permanent(&error);
-            return Delivery { told: Told::fail(error), permanent };
+            return Delivery { told: Told::fail(Chain(&error)), permanent };
         }
         // librdkafka reports every message within message.timeout.ms; the
         // margin covers a report that is itself slow to arrive.
@@ -304,7 +304,7 @@ impl Publisher {
                 self.retire(old);
             }
             // The next failed publish tries again.
-            Err(e) => tracing::error!("cannot build a new Kafka producer: {e:#}"),
+            Err(e) => tracing::error!("cannot build a new Kafka producer: {}", Chain(&e)),
         }
     }
 

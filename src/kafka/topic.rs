@@ -76,7 +76,7 @@ pub async fn delete_topic(bootstrap: &str, topic: &str) {
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     match tokio::time::timeout(ADMIN_TIMEOUT, admin.delete_topics(&[topic], &options)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("could not delete topic {topic}: {e}"),
+        Ok(Err(e)) => tracing::warn!("could not delete topic {topic}: {}", crate::error::Chain(&e)),
         Err(_) => tracing::warn!("could not delete topic {topic}: no answer within {ADMIN_TIMEOUT:?}"),
     }
 }

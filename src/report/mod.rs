@@ -14,11 +14,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::faults::Applied;
+use crate::names::Expectation;
 use crate::reconcile::{Anomaly, CacheReads, Figure, Redeliveries, Verdict};
 use crate::runner::RunResult;
 use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
-use crate::strategy::Expectation;
 
 pub mod html;
 pub mod story;

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{write_records, Event, Leg, Millis, OrderId, Outcome};
+use crate::names::Strategy;
 use crate::snapshot::Snapshot;
-use crate::strategy::Strategy;
 
 /// Everything that happened during one run, on the run's clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

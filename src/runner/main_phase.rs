@@ -55,8 +55,11 @@ impl Run<'_> {
             direct: live.direct.clone(),
             downstream: live.downstream.clone(),
         };
-        // Lazy: nothing is reached yet, so nothing runs if this fails.
-        let app = Arc::new(App::connect(&self.env)?);
+        // Connected by `start` (lazily, but for its producer).
+        let app = match live.app.take() {
+            Some(app) => app,
+            None => Arc::new(App::connect(&self.env)?),
+        };
         let mut running = Running { tasks: Some(AppTasks::spawn(app.clone(), &task_env)), app: Some(app) };
 
         // The fault schedule runs on its own task, on the run's clock.

@@ -29,6 +29,7 @@
 mod check;
 mod expand;
 mod file;
+mod lines;
 mod model;
 pub mod schedule;
 mod spec;
@@ -41,7 +42,7 @@ use std::time::Duration;
 pub use expand::FAULT_STREAM;
 use schedule::{Fault, Schedule};
 
-use crate::strategy::{Expectation, Strategy};
+use crate::names::{Expectation, Strategy};
 
 /// Why a scenario could not be loaded or expanded.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::schedule::{Component, Fault, WorkloadKnobs};
-use crate::strategy::{Expectation, Strategy};
+use crate::names::{Expectation, Strategy};
 
 /// The attributes of each toxic type, in Toxiproxy's names and units, in the
 /// order [`crate::proxy::toxic::ToxicKind`] declares them. A test checks this table against

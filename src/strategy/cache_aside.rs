@@ -45,10 +45,10 @@ use std::time::Duration;
 use crate::cache::{self, Cache};
 use crate::db::AppDb;
 use crate::error::Result;
+use crate::generate;
 use crate::history::{History, Leg, Order, Outcome};
-use crate::workload::generate;
 
-use super::naive::{commit_order, AlsoWrite};
+use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
 /// The cache-aside app: a connection pool and a Redis client.
@@ -81,7 +81,7 @@ impl Integration for CacheAside {
 
         // Leg 1: the database, as in naive.
         history.invoke(order.order_id, Leg::Db);
-        let (told, _after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, _after) = commit_order(&self.db, order, history).await;
         let may_have_committed = told.outcome != Outcome::Fail;
         history.complete(order.order_id, Leg::Db, told);
 

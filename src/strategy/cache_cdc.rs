@@ -48,10 +48,10 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::db::AppDb;
 use crate::error::Result;
+use crate::generate;
 use crate::history::{History, Leg, Order};
-use crate::workload::generate;
 
-use super::naive::{commit_order, AlsoWrite};
+use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
 /// The cache-cdc app: a connection pool and a Redis client. The cache's
@@ -87,7 +87,7 @@ impl Integration for CacheCdc {
         // order committed, its row is in the WAL and the connector sets the
         // cache from it, whatever the writer was told.
         history.invoke(order.order_id, Leg::Db);
-        let (told, _after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, _after) = commit_order(&self.db, order, history).await;
         history.complete(order.order_id, Leg::Db, told);
     }
 

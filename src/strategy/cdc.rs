@@ -23,9 +23,10 @@
 //! much (commit acknowledged → first delivery).
 //!
 //! **How it breaks.** It does not lose, but it can repeat: if the connector
-//! dies after the broker acknowledged an event and before the slot heard
-//! the confirmation, the next connector publishes it again — a *duplicate*
-//! (`--scenario connector-crash`). The downstream consumer is idempotent by
+//! dies after the broker stored an event and before the slot heard the
+//! confirmation (the acknowledgement still on its way, or the confirmation
+//! not yet reported), the next connector publishes it again — a
+//! *duplicate* (`--scenario connector-crash`). The downstream consumer is idempotent by
 //! version, so duplicates do not corrupt its projection. Faults on the
 //! connector's own link (`postgres_relay`) or on Kafka delay events and grow
 //! the slot's lag instead of losing them; an orphaned slot would keep WAL
@@ -42,7 +43,7 @@ use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Leg, Order};
 
-use super::naive::{commit_order, AlsoWrite};
+use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
 /// The cdc app: a connection pool and nothing else.
@@ -62,7 +63,7 @@ impl Integration for Cdc {
         // There is no topic leg: announcing the order is the connector's job,
         // and it announces exactly what committed, Unknown or not.
         history.invoke(order.order_id, Leg::Db);
-        let (told, _after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, _after) = commit_order(&self.db, order, history).await;
         history.complete(order.order_id, Leg::Db, told);
     }
 

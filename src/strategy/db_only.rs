@@ -31,7 +31,7 @@ use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Leg, Order};
 
-use super::naive::{commit_order, AlsoWrite};
+use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
 /// The db-only app: a connection pool and nothing else.
@@ -49,7 +49,7 @@ impl Integration for DbOnly {
         // The only leg: acquire timeouts and statement errors → Fail (the
         // transaction cannot have committed); a lost COMMIT reply → Unknown.
         history.invoke(order.order_id, Leg::Db);
-        let (told, _after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, _after) = commit_order(&self.db, order, history).await;
         history.complete(order.order_id, Leg::Db, told);
     }
 

@@ -19,22 +19,18 @@
 //! crash on its own.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
-use sqlx::postgres::PgConnectOptions;
-
-use crate::config::Tuning;
 use crate::db::AppDb;
 use crate::error::Result;
 use crate::history::{History, Order, StockAfter};
-use crate::scenario::schedule::WorkloadKnobs;
+use crate::kafka::Publisher;
 
 pub mod background;
 pub mod cache_aside;
 pub mod naive;
-mod names;
 pub mod outbox;
 pub mod publish_in_tx;
+mod transaction;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
@@ -42,54 +38,12 @@ pub mod outbox_cdc;
 pub mod cache_cdc;
 pub mod db_only;
 
-pub use names::{Expectation, OutboxCdcMode, Strategy};
-
-/// The addresses of the fault-proxy links (see [`crate::links`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Links {
-    pub postgres: SocketAddr,
-    pub postgres_relay: SocketAddr,
-    pub redis: SocketAddr,
-    pub kafka: SocketAddr,
-}
-
-/// Everything a strategy is built from: the run's namespace and how to reach
-/// each store.
-#[derive(Debug, Clone)]
-pub struct Env {
-    pub strategy: Strategy,
-    /// Postgres, direct (no proxy); pools through links are built from it.
-    pub db: PgConnectOptions,
-    /// The run's schema (its tables), topic and Redis key prefix.
-    pub schema: String,
-    pub topic: String,
-    pub redis_url: String,
-    pub redis_prefix: String,
-    pub links: Links,
-    /// Kafka bootstrap address: the `kafka` link.
-    pub kafka: String,
-    pub tuning: Tuning,
-    pub seed: u64,
-    pub knobs: WorkloadKnobs,
-}
-
-impl Env {
-    /// The app's database: a pool through the `postgres` link.
-    pub fn app_db(&self) -> AppDb {
-        let pool = crate::db::pool_through(&self.db, self.links.postgres, &self.schema, &self.tuning, "dualwrite-app");
-        AppDb::new(pool, self.tuning.db_timeout)
-    }
-
-    /// A producer for the run's topic with the given client id.
-    pub fn publisher(&self, client_id: &str) -> Result<crate::kafka::Publisher> {
-        crate::kafka::Publisher::new(crate::kafka::PublisherConfig {
-            bootstrap: self.kafka.clone(),
-            topic: self.topic.clone(),
-            publish_timeout: self.tuning.publish_timeout,
-            client_id: client_id.to_string(),
-        })
-    }
-}
+// The names are leaf types (`crate::names`), so that the layers below the
+// strategies can name a strategy without importing one.
+pub use crate::names::{Expectation, OutboxCdcMode, Strategy};
+// What a strategy is built from lives below the strategies, so that the CDC
+// connector can be given it without importing them.
+pub use crate::env::{Env, Links};
 
 /// What a read returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +72,11 @@ pub trait Integration: Send + Sync + Sized + 'static {
 
     /// The app's connection pool, which the unrelated pool probe shares.
     fn db(&self) -> &AppDb;
+
+    /// The app's own Kafka producer, for the strategies whose app publishes.
+    fn publisher(&self) -> Option<&Publisher> {
+        None
+    }
 }
 
 /// The app of whichever strategy is running: enum dispatch, no `dyn`.
@@ -187,6 +146,31 @@ impl App {
             App::CacheCdc(s) => s.db(),
         }
     }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        match self {
+            App::Naive(s) => s.publisher(),
+            App::PublishInTx(s) => s.publisher(),
+            App::CacheAside(s) => s.publisher(),
+            App::Outbox(s) => s.publisher(),
+            App::Cdc(s) => s.publisher(),
+            App::OutboxCdc(s) => s.publisher(),
+            App::DbOnly(s) => s.publisher(),
+            App::CacheCdc(s) => s.publisher(),
+        }
+    }
+
+    /// Starts the app's Kafka producer before the workload, as a service's
+    /// would be running before its first order: connected, with the topic's
+    /// metadata and its producer id. Without it, a run whose Kafka is slow
+    /// from its first second (postgres-resets) spends the producer's first
+    /// delivery timeout on its handshake, and what fails is the start-up,
+    /// not the strategy. Best effort, bounded by `limit`.
+    pub async fn warm_up(&self, limit: std::time::Duration) {
+        if let Some(publisher) = self.publisher() {
+            publisher.warm_up(limit).await;
+        }
+    }
 }
 
 impl Strategy {
@@ -209,12 +193,6 @@ impl Strategy {
     /// CDC run keeps every other run out of its log.
     pub fn needs_own_database(self) -> bool {
         matches!(self, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
-    }
-
-    /// Whether the strategy publishes through an outbox table (and so can
-    /// leave a backlog).
-    pub fn has_outbox(self) -> bool {
-        matches!(self, Strategy::Outbox)
     }
 }
 

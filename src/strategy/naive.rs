@@ -31,13 +31,13 @@
 //! **Read next.** `publish_in_tx.rs` tries the other order of the two
 //! writes and fails the other way; `outbox.rs` makes the pair atomic.
 
-use crate::db::{self, AppDb, Stage};
+use crate::db::AppDb;
 use crate::error::Result;
 use crate::event::StockChanged;
-use crate::history::{History, Leg, Order, Outcome, StockAfter, Told};
+use crate::history::{History, Leg, Order, Outcome};
 use crate::kafka::Publisher;
 
-use super::{Env, Integration, Served};
+use super::{transaction, Env, Integration, Served};
 
 /// The naive app: a connection pool and a producer.
 pub struct Naive {
@@ -55,7 +55,7 @@ impl Integration for Naive {
 
         // Leg 1: the database.
         history.invoke(order.order_id, Leg::Db);
-        let (told, after) = commit_order(&self.db, order, history, AlsoWrite::Nothing).await;
+        let (told, after) = transaction::commit_order(&self.db, order, history).await;
         let committed = told.outcome == Outcome::Ok;
         history.complete(order.order_id, Leg::Db, told);
 
@@ -79,57 +79,8 @@ impl Integration for Naive {
     fn db(&self) -> &AppDb {
         &self.db
     }
-}
 
-/// What else an order's transaction writes, beside the stock and the order.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum AlsoWrite {
-    /// Nothing: naive, cache-aside, cdc.
-    Nothing,
-    /// The event as an outbox row: outbox. Same transaction, so the event
-    /// exists exactly when the order does.
-    OutboxRow,
-}
-
-/// The order in one transaction: decrement the stock, record the order,
-/// write what `also` says, commit. Returns what the writer was told and, if
-/// the statements ran, the product's new state. Shared by every strategy
-/// whose transaction holds no network call.
-pub(crate) async fn commit_order(
-    db: &AppDb,
-    order: &Order,
-    history: &History,
-    also: AlsoWrite,
-) -> (Told, Option<StockAfter>) {
-    // Waiting for a pooled connection: a timeout here sent nothing → Fail.
-    let mut conn = match db.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return (db::classify(Stage::Acquire, &e), None),
-    };
-    let mut after = None;
-    let result = async {
-        // BEGIN, UPDATE stock, INSERT order: any error here → Fail, because
-        // a transaction that never reached COMMIT is rolled back by the server.
-        let mut tx = db.begin(&mut conn).await.map_err(|e| (Stage::Statement, e))?;
-        let new_state = db.apply_order(&mut tx, order).await.map_err(|e| (Stage::Statement, e))?;
-        history.wrote(order.order_id, new_state);
-        after = Some(new_state);
-        match also {
-            AlsoWrite::Nothing => {}
-            AlsoWrite::OutboxRow => {
-                let event = StockChanged::new(order, new_state);
-                db.insert_outbox(&mut tx, &event).await.map_err(|e| (Stage::Statement, e))?;
-            }
-        }
-        // COMMIT: a reset or timeout now → Unknown (it may have committed).
-        db.commit(tx).await.map_err(|e| (Stage::Commit, e))
-    }
-    .await;
-    match result {
-        Ok(()) => (Told::ok(), after),
-        Err((stage, e)) => {
-            AppDb::release_on_error(&mut conn, &e);
-            (db::classify(stage, &e), after)
-        }
+    fn publisher(&self) -> Option<&Publisher> {
+        Some(&self.publisher)
     }
 }

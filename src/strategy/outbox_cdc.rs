@@ -19,8 +19,9 @@
 //! logical decoding message: no table, no row, just a WAL record that logical
 //! decoding hands out when — and only if — the transaction commits. pgoutput
 //! forwards it with the `messages` option (PostgreSQL 14+). The prefix is
-//! the run's schema: messages are not filtered by publication, and every run
-//! shares the database, so the connector keeps only its own prefix.
+//! the run's schema: messages are not filtered by publication, so the
+//! connector keeps only its own prefix (the run also has a database of its
+//! own, which no other run writes to).
 //!
 //! *table*: Debezium's outbox pattern. The row goes into `outbox` and is
 //! deleted again before the commit: the insert is in the WAL, which is all
@@ -53,11 +54,12 @@
 //! both CDC strategies lossless; then `src/reconcile.rs` to see how
 //! duplicates, lag and loss are counted.
 
-use crate::db::{self, bounded, AppDb, DbError, Stage};
+use crate::db::{bounded, AppDb, DbError};
 use crate::error::Result;
 use crate::event::StockChanged;
 use crate::history::{History, Leg, Order, StockAfter, Told};
 
+use super::transaction::{self, at_commit, before_commit};
 use super::{Env, Integration, OutboxCdcMode, Served};
 
 /// The outbox-cdc app: a pool, how the event goes into the WAL, and the
@@ -95,31 +97,23 @@ impl OutboxCdc {
     /// The order and its event in one transaction.
     async fn commit_order_and_event(&self, order: &Order, history: &History) -> Told {
         // Waiting for a pooled connection: a timeout here sent nothing → Fail.
-        let mut conn = match self.db.acquire().await {
+        let mut conn = match transaction::connection(&self.db).await {
             Ok(conn) => conn,
-            Err(e) => return db::classify(Stage::Acquire, &e),
+            Err(told) => return told,
         };
         let result = async {
             // BEGIN, UPDATE stock, INSERT order: any error → Fail, because a
             // transaction that never reached COMMIT is rolled back.
-            let mut tx = self.db.begin(&mut conn).await.map_err(|e| (Stage::Statement, e))?;
-            let after = self.db.apply_order(&mut tx, order).await.map_err(|e| (Stage::Statement, e))?;
-            history.wrote(order.order_id, after);
+            let (mut tx, after) = transaction::begin_order(&self.db, &mut conn, order, history).await?;
             // The event, built from the row's new state, into the same
             // transaction: an error → Fail, and the order rolls back with it.
-            self.write_event(&mut tx, order, after).await.map_err(|e| (Stage::Statement, e))?;
+            self.write_event(&mut tx, order, after).await.map_err(before_commit)?;
             // COMMIT: a reset or timeout now → Unknown. Whichever way it went,
             // the order and its event went the same way.
-            self.db.commit(tx).await.map_err(|e| (Stage::Commit, e))
+            self.db.commit(tx).await.map_err(at_commit)
         }
         .await;
-        match result {
-            Ok(()) => Told::ok(),
-            Err((stage, e)) => {
-                AppDb::release_on_error(&mut conn, &e);
-                db::classify(stage, &e)
-            }
-        }
+        transaction::told(&mut conn, result)
     }
 
     /// Puts the order's event into the open transaction, as a logical

@@ -119,4 +119,8 @@ impl Integration for PublishInTx {
     fn db(&self) -> &AppDb {
         &self.db
     }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        Some(&self.publisher)
+    }
 }

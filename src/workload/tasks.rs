@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::history::{Clock, History, ProbeSample, ReadSample};
 use crate::strategy::App;
 
-use super::generate;
+use crate::generate;
 
 /// What the app's tasks share.
 #[derive(Clone)]

@@ -61,8 +61,24 @@ impl Backend {
 }
 
 /// A port that was free a moment ago.
+///
+/// Chosen below Linux's ephemeral range (32768–60999), not by binding port
+/// 0: a port from that range, free when chosen, can be taken by any of the
+/// dozens of outgoing connections a parallel run opens before the test binds
+/// it. Each test process walks its own stretch of 20000–31999, so two ports
+/// handed out by one process never repeat (until 12,000 of them).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() * 97 % SPAN;
+    loop {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The tansu binary: `TANSU_BIN`, else on PATH, else cargo's bin directory.

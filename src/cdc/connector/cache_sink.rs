@@ -15,10 +15,10 @@
 use std::time::Duration;
 
 use crate::cache::{self, Cache};
+use crate::env::Env;
 use crate::error::Result;
 use crate::event::StockChanged;
 use crate::history::{StockAfter, Told};
-use crate::strategy::Env;
 
 /// Versioned writes of committed stock into the run's cache.
 pub(crate) struct CacheSink {

@@ -62,10 +62,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Capture;
+use crate::env::Env;
 use crate::error::Result;
 use crate::history::OrderId;
 use crate::snapshot::Backlog;
-use crate::strategy::Env;
 
 mod cache_sink;
 mod capture;

@@ -4,10 +4,11 @@
 //! anything but Ok: the sink changes where events go, not the guarantee.
 
 use super::cache_sink::CacheSink;
+use crate::env::Env;
 use crate::error::Result;
 use crate::history::Told;
 use crate::kafka::Publisher;
-use crate::strategy::{Env, Strategy};
+use crate::names::Strategy;
 
 /// The connector's destination.
 pub(crate) enum Sink {

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::file::Lines;
+use super::lines::Lines;
 use super::model::{CrashModel, FileModel, RandomModel, Str, Val, WindowModel, WorkloadModel};
 use super::schedule::{Component, WorkloadKnobs};
 use super::spec::{parse_point, At, CrashSpec, Entry, Point, RandomSpec, Spec, WindowSpec, MAX_POINT};
-use crate::strategy::{Expectation, Strategy};
+use crate::names::{Expectation, Strategy};
 
 mod fault;
 

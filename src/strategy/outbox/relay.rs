@@ -40,13 +40,12 @@ use sqlx::{PgConnection, Row};
 use tokio::task::JoinHandle;
 
 use crate::backoff::{Backoff, Retry};
-use crate::config::Tuning;
 use crate::db::{self, AppDb, DbError};
+use crate::env::Env;
 use crate::error::Result;
 use crate::history::Outcome;
 use crate::kafka::Publisher;
 use crate::snapshot::Backlog;
-use crate::strategy::Env;
 
 /// Rows claimed per pass.
 pub const BATCH: i64 = 100;
@@ -80,8 +79,8 @@ impl Relay {
     pub fn new(env: &Env, name: &str) -> Result<Relay> {
         // Two connections: one for passes, one spare for the listener's
         // reconnects; a relay needs no more.
-        let tuning = Tuning { pool_size: 2, ..env.tuning.clone() };
-        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, &tuning, name);
+        let size = db::PoolSize { connections: 2, ..env.tuning.pool() };
+        let pool = db::pool_through(&env.db, env.links.postgres_relay, &env.schema, size, name);
         Ok(Relay {
             db: AppDb::new(pool, env.tuning.db_timeout),
             publisher: env.publisher(name)?,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::pump::Pump;
+use super::pump::{Change, Pump};
 use super::{until_set, Chunk, Event};
 
 impl Pump {
@@ -71,15 +71,6 @@ impl Pump {
             }
         }
     }
-}
-
-/// Why pass-through stopped, when the connection goes on.
-pub(super) enum Change {
-    /// The chain changed; the event, if any, was read after the change and
-    /// must meet it (a chunk, or the EOF).
-    Toxics(Option<Event>),
-    /// The proxy's toxic set is gone (the proxy is being deleted).
-    Closed,
 }
 
 /// Polls `future` once, with this task's waker: is it ready now?

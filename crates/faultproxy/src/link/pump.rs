@@ -28,7 +28,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::draw::Draws;
-use super::fast::Change;
 use super::{after_ms, sleep_until_or_forever, until_set, Chunk, Event};
 use crate::toxic_set::Chain;
 use crate::wire::ToxicKind;
@@ -59,6 +58,15 @@ pub(super) struct Applied {
     pub sent: u64,
     /// `bandwidth`: when the link is free again.
     pub free_at: Instant,
+}
+
+/// Why pass-through stopped, when the connection goes on.
+pub(super) enum Change {
+    /// The chain changed; the event, if any, was read after the change and
+    /// must meet it (a chunk, or the EOF).
+    Toxics(Option<Event>),
+    /// The proxy's toxic set is gone (the proxy is being deleted).
+    Closed,
 }
 
 /// Why a wait ended.
