@@ -59,12 +59,16 @@ if ! pg -c 'SELECT 1' >/dev/null 2>&1; then
   as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nhost replication all 127.0.0.1/32 trust' "$hba"
   pg_start reload
 fi
-if [[ $(pg -c 'SHOW wal_level') != logical || $(pg -c 'SHOW max_connections') -lt 500 ]]; then
+if [[ $(pg -c 'SHOW wal_level') != logical || $(pg -c 'SHOW max_connections') -lt 500 ||
+      $(pg -c 'SHOW max_prepared_transactions') -lt 64 ]]; then
   # Logical decoding (the CDC strategies) needs wal_level=logical, which only
   # takes effect after a restart. Tests run many runs in parallel, each with
   # about ten connections, and the CDC ones with a slot and a WAL sender.
-  say "setting wal_level=logical (and room for parallel runs) and restarting PostgreSQL"
+  # two-phase needs PREPARE TRANSACTION, which PostgreSQL refuses while
+  # max_prepared_transactions is 0 (its default); also a restart.
+  say "setting wal_level=logical, max_prepared_transactions (and room for parallel runs) and restarting PostgreSQL"
   pg -c "ALTER SYSTEM SET wal_level = logical" \
+     -c "ALTER SYSTEM SET max_prepared_transactions = 64" \
      -c "ALTER SYSTEM SET max_connections = 500" \
      -c "ALTER SYSTEM SET max_replication_slots = 64" \
      -c "ALTER SYSTEM SET max_wal_senders = 64" >/dev/null

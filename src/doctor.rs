@@ -41,9 +41,8 @@ impl Check {
 /// Runs every check, prints them, and returns 0 if all passed, 2 if not.
 pub async fn doctor(args: &DoctorArgs, out: &mut impl Write) -> Result<i32> {
     let services = Services::from_args(&args.services)?;
-    // In the order they are printed. Leftover prepared transactions of a
-    // two-phase run get their check here, beside the leftovers, when that
-    // strategy lands (issue 10).
+    // In the order they are printed. A dead two-phase run's prepared
+    // transactions are among the leftovers (see `leftovers`).
     let postgres_at = crate::db::parse_url(&services.database_url)
         .map(|o| format!("PostgreSQL at {}", crate::db::address(&o)))
         .unwrap_or_else(|_| "PostgreSQL".into());
@@ -136,6 +135,22 @@ async fn postgres(services: &Services) -> Vec<Check> {
         found: if can_replicate { "the user may replicate".into() } else { "the user may not replicate".into() },
         fix: (!can_replicate).then(|| "ALTER ROLE <user> REPLICATION; (the CDC strategies need it)".into()),
     });
+    // two-phase's PREPARE TRANSACTION is refused while this is 0 (the default).
+    let prepared: i64 =
+        sqlx::query_scalar("SELECT setting::bigint FROM pg_settings WHERE name = 'max_prepared_transactions'")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+    checks.push(Check {
+        name: "postgres prepared",
+        ok: prepared > 0,
+        found: format!("max_prepared_transactions={prepared}"),
+        fix: (prepared == 0).then(|| {
+            "`make setup` sets it (two-phase needs it); by hand: ALTER SYSTEM SET max_prepared_transactions = 64; \
+             then restart PostgreSQL"
+                .into()
+        }),
+    });
     pool.close().await;
     checks
 }
@@ -199,11 +214,13 @@ fn describe(survey: &Survey) -> Check {
         .map(|r| format!("{} ({}{})", r.name, r.parts(), if r.kept { ", kept with --keep" } else { "" }))
         .collect();
     let more = if dead.len() > 5 { format!(" and {} more", dead.len() - 5) } else { String::new() };
-    // Kept schemas and databases are harmless; an orphaned slot is not.
+    // Kept schemas and databases are harmless; an orphaned slot is not, nor
+    // a prepared transaction (both hold WAL; the latter also row locks).
     let orphaned_slot = dead.iter().any(|r| r.slot.as_ref().is_some_and(|s| !s.active));
+    let prepared = dead.iter().any(|r| !r.prepared.is_empty());
     Check {
         name: "leftovers",
-        ok: !orphaned_slot,
+        ok: !orphaned_slot && !prepared,
         found: format!("{} run(s) over, not cleaned up: {}{more}", dead.len(), shown.join("; ")),
         fix: Some(format!("`{REMOVE_COMMAND}` removes them (never a live run's)")),
     }

@@ -16,9 +16,10 @@
 //!
 //! A kind of leftover is one more `Part`: listed in [`survey`] (before the
 //! leases are read), filed under its run, removed in [`remove_dead`]. The
-//! prepared transactions a two-phase run can leave (`pg_prepared_xacts`, a
-//! gid named after the run; they hold locks and WAL like a slot) belong
-//! here when that strategy lands.
+//! prepared transactions a two-phase run can leave (`pg_prepared_xacts`,
+//! gid `dw2pc:<run>:<order>`) hold their row locks and keep WAL like a
+//! slot; a dead run's are rolled back — its coordinator is gone, and with
+//! its schema goes the log that could have said commit.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,6 +59,16 @@ pub struct Remains {
     pub publication: bool,
     pub cache_keys: Vec<String>,
     pub topic: bool,
+    /// two-phase: prepared transactions still in `pg_prepared_xacts`.
+    pub prepared: Vec<Prepared>,
+}
+
+/// A prepared transaction a two-phase run left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub gid: String,
+    /// The database it was prepared in (it is resolved from there).
+    pub database: String,
 }
 
 /// A replication slot a run created.
@@ -89,6 +100,10 @@ impl Remains {
         }
         if self.publication {
             parts.push("publication".to_string());
+        }
+        if !self.prepared.is_empty() {
+            let n = self.prepared.len();
+            parts.push(format!("{n} prepared transaction{} (holding locks)", if n == 1 { "" } else { "s" }));
         }
         if !self.cache_keys.is_empty() {
             parts.push(format!(
@@ -217,6 +232,9 @@ pub async fn survey(stores: Stores<'_>) -> Survey {
             for name in listed.publications {
                 found.extend(entry(&name).map(|n| (n, Part::Publication)));
             }
+            for (name, prepared) in listed.prepared {
+                found.extend(entry(&name).map(|n| (n, Part::Prepared(prepared))));
+            }
         }
         Err(e) => survey.unchecked.push(format!("PostgreSQL: {e}")),
     }
@@ -252,6 +270,7 @@ pub async fn survey(stores: Stores<'_>) -> Survey {
             }
             Part::Slot(slot) => r.slot = Some(slot),
             Part::Publication => r.publication = true,
+            Part::Prepared(p) => r.prepared.push(p),
             Part::CacheKey(key) => r.cache_keys.push(key),
             Part::Topic => r.topic = true,
         }
@@ -283,6 +302,7 @@ enum Part {
     Database { kept: bool },
     Slot(Slot),
     Publication,
+    Prepared(Prepared),
     CacheKey(String),
     Topic,
 }
@@ -298,6 +318,7 @@ struct PostgresFound {
     databases: Vec<(String, String)>,
     slots: Vec<(String, Slot)>,
     publications: Vec<String>,
+    prepared: Vec<(String, Prepared)>,
 }
 
 async fn list_postgres(pool: &PgPool) -> Result<PostgresFound, String> {
@@ -325,7 +346,14 @@ async fn list_postgres(pool: &PgPool) -> Result<PostgresFound, String> {
         .collect();
     let publications =
         sqlx::query_scalar(include_str!("../sql/leftover_select_publications.sql")).fetch_all(pool).await.map_err(e)?;
-    Ok(PostgresFound { schemas, databases, slots, publications })
+    let prepared = sqlx::query(include_str!("../sql/leftover_select_prepared.sql"))
+        .fetch_all(pool)
+        .await
+        .map_err(e)?
+        .iter()
+        .map(|r| (r.get("name"), Prepared { gid: r.get("gid"), database: r.get("database") }))
+        .collect();
+    Ok(PostgresFound { schemas, databases, slots, publications, prepared })
 }
 
 /// Every Redis key named like a run's. SCAN with a large COUNT: a few round
@@ -402,6 +430,17 @@ pub async fn remove_dead(stores: Stores<'_>, survey: &Survey) -> (Vec<String>, V
             };
             note(result, "replication slot", &mut done);
         }
+        // Prepared transactions before the schema: they hold locks on its
+        // rows, so DROP SCHEMA would wait for them for ever.
+        if !run.prepared.is_empty() {
+            let n = run.prepared.len();
+            let result = rollback_prepared(stores.db, &run.prepared).await;
+            note(
+                result,
+                &format!("{n} prepared transaction{} (rolled back)", if n == 1 { "" } else { "s" }),
+                &mut done,
+            );
+        }
         if run.publication {
             let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(&run.name));
             note(execute(&pool, &sql).await, "publication", &mut done);
@@ -448,6 +487,32 @@ async fn drop_slot(options: &PgConnectOptions, database: &str, slot: &str) -> Re
     let result = execute(&there, &format!("SELECT pg_drop_replication_slot('{}')", slot.replace('\'', "''"))).await;
     there.close().await;
     result
+}
+
+/// Rolls back prepared transactions, each from the database it lives in
+/// (PostgreSQL resolves a prepared transaction only from there).
+async fn rollback_prepared(options: &PgConnectOptions, prepared: &[Prepared]) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for p in prepared {
+        let there = options.clone().database(&p.database);
+        let pool = match db::connect_direct(&there, None, 1).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                errors.push(crate::error::chain(&e));
+                continue;
+            }
+        };
+        let sql = format!("ROLLBACK PREPARED '{}'", p.gid.replace('\'', "''"));
+        if let Err(e) = execute(&pool, &sql).await {
+            errors.push(e);
+        }
+        pool.close().await;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 async fn delete_keys(url: &str, keys: &[String]) -> Result<(), String> {

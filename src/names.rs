@@ -23,6 +23,9 @@ pub enum Strategy {
     Cdc,
     /// Outbox messages captured from the WAL instead of polled.
     OutboxCdc,
+    /// Two-phase commit: PREPARE TRANSACTION, a Kafka transaction, then
+    /// COMMIT PREPARED, with a coordinator log and recovery.
+    TwoPhase,
     /// No cache: reads go to the database (the baseline of the cache lessons).
     DbOnly,
     /// Reads from Redis; a CDC connector sets each committed change in the
@@ -32,13 +35,14 @@ pub enum Strategy {
 
 impl Strategy {
     /// All strategies, in `compare` order.
-    pub const ALL: [Strategy; 8] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::Naive,
         Strategy::PublishInTx,
         Strategy::CacheAside,
         Strategy::Outbox,
         Strategy::Cdc,
         Strategy::OutboxCdc,
+        Strategy::TwoPhase,
         Strategy::DbOnly,
         Strategy::CacheCdc,
     ];
@@ -52,6 +56,7 @@ impl Strategy {
             Strategy::Outbox => "outbox",
             Strategy::Cdc => "cdc",
             Strategy::OutboxCdc => "outbox-cdc",
+            Strategy::TwoPhase => "two-phase",
             Strategy::DbOnly => "db-only",
             Strategy::CacheCdc => "cache-cdc",
         }

@@ -302,13 +302,61 @@ pub struct Backlog {
     /// outbox-cdc); informational: the WAL is the whole server's, and the
     /// connector reports its position only every second.
     pub slot_lag_bytes: Option<u64>,
+    /// two-phase: what its coordinator log and `pg_prepared_xacts` say.
+    /// Its `outbox_unpublished` counts commit decisions whose event nobody
+    /// has published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<InDoubt>,
 }
 
 impl Backlog {
-    /// Everything left behind that should have been published.
+    /// Everything left behind that should have been published — or, for
+    /// two-phase, resolved: a prepared transaction still in doubt.
     pub fn left_behind(&self) -> u64 {
-        self.outbox_unpublished + self.dead_letters + self.unacknowledged.unwrap_or(0)
+        self.outbox_unpublished
+            + self.dead_letters
+            + self.unacknowledged.unwrap_or(0)
+            + self.in_doubt.map_or(0, |d| d.left_prepared)
     }
+}
+
+/// two-phase: the transactions left in doubt, and the orders they blocked.
+/// Read from the run's `coordinator_log` and `pg_prepared_xacts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InDoubt {
+    /// Prepared transactions that recovery had to resolve (their
+    /// coordinator died or lost track of them): the orders in doubt.
+    pub resolved: u64,
+    /// Of those, how many the log said to commit (the rest rolled back).
+    pub committed_by_recovery: u64,
+    /// Events recovery published from the log.
+    pub republished: u64,
+    /// Prepared transactions of the run still in `pg_prepared_xacts` at the
+    /// snapshot: still holding their locks, still in doubt.
+    pub left_prepared: u64,
+    /// The most prepared transactions of the run one recovery pass saw in
+    /// `pg_prepared_xacts` at once.
+    pub most_prepared_seen: u64,
+    /// Orders whose stock UPDATE waited at least
+    /// `strategy::two_phase::BLOCKED_AFTER_MS` for the row lock.
+    pub blocked: u64,
+    pub lock_wait_p99_ms: Option<u64>,
+    pub lock_wait_max_ms: Option<u64>,
+    /// The transaction that held its locks in doubt the longest.
+    pub longest: Option<LongestLock>,
+}
+
+/// The in-doubt transaction that held its product's lock the longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LongestLock {
+    pub order_id: OrderId,
+    /// `None` when recovery rolled it back (the order never committed and
+    /// its coordinator had not logged it).
+    pub product_id: Option<i32>,
+    /// From PREPARE TRANSACTION to its resolution by recovery.
+    pub locked_ms: u64,
+    /// Orders for that product that waited on the lock meanwhile.
+    pub waited: u64,
 }
 
 /// How the drain phase ended.

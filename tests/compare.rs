@@ -47,7 +47,7 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
         assert_eq!(count("db-only", "stale_cache"), None, "{stdout}");
         assert!(runs["db-only"]["latency_ms"]["read_p99"].as_f64().is_some(), "{stdout}");
         assert_eq!(count("cache-cdc", "stale_cache"), Some(0), "{stdout}");
-        for fix in ["outbox", "cdc", "outbox-cdc"] {
+        for fix in ["outbox", "cdc", "outbox-cdc", "two-phase"] {
             assert_eq!((count(fix, "lost"), count(fix, "ghost")), (Some(0), Some(0)), "{fix}: {stdout}");
         }
         // The story of each anomaly is told.

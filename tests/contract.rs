@@ -60,6 +60,7 @@ contract! {
     calm_outbox_embedded: Strategy::Outbox, Backend::Embedded;
     calm_cdc_embedded: Strategy::Cdc, Backend::Embedded;
     calm_outbox_cdc_embedded: Strategy::OutboxCdc, Backend::Embedded;
+    calm_two_phase_embedded: Strategy::TwoPhase, Backend::Embedded;
     calm_db_only_embedded: Strategy::DbOnly, Backend::Embedded;
     calm_cache_cdc_embedded: Strategy::CacheCdc, Backend::Embedded;
     calm_naive_tansu: Strategy::Naive, Backend::Tansu;

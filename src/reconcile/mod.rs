@@ -39,6 +39,7 @@
 //! | `evidence.rs` | what the snapshot did not see, and which figures that leaves unknown |
 //! | `topic.rs`    | the topic against the orders table; the legs writers were wrong about |
 //! | `figures.rs`  | latencies, the pool probe, stale reads |
+//! | `in_doubt.rs` | two-phase: orders in doubt, orders blocked behind them |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -49,6 +50,7 @@ use crate::snapshot::{OrderRow, Snapshot};
 
 mod evidence;
 mod figures;
+pub mod in_doubt;
 #[cfg(test)]
 mod tests;
 mod topic;
@@ -323,6 +325,8 @@ pub struct Findings {
     pub cache_reads: Option<CacheReads>,
     pub dead_letters: Option<u64>,
     pub slot_lag_bytes: Option<u64>,
+    /// two-phase: the orders in doubt and the orders they blocked.
+    pub in_doubt: Option<in_doubt::InDoubtFigure>,
     /// Duplicates and their cost to a consumer that is not idempotent;
     /// `None` when nothing is published or the topic was not read whole.
     pub redeliveries: Option<Redeliveries>,
@@ -503,6 +507,7 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
         cache_reads,
         dead_letters: backlog.map(|b| b.dead_letters),
         slot_lag_bytes: backlog.and_then(|b| b.slot_lag_bytes),
+        in_doubt: in_doubt::in_doubt(history, snapshot),
         redeliveries,
     }
 }
@@ -535,6 +540,12 @@ fn verdict(anomalies: &BTreeMap<Anomaly, Tally>, gaps: Vec<String>) -> (Verdict,
 
 /// `3 outbox rows unpublished, 1 dead-lettered`, or the connector's words.
 fn backlog_detail(backlog: &crate::snapshot::Backlog) -> String {
+    if let Some(in_doubt) = backlog.in_doubt {
+        return format!(
+            "{} prepared transactions still in doubt, {} committed orders whose event nobody published",
+            in_doubt.left_prepared, backlog.outbox_unpublished
+        );
+    }
     match backlog.unacknowledged {
         Some(n) => format!("{n} committed orders whose event the broker never acknowledged"),
         None => {

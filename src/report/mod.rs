@@ -75,6 +75,10 @@ pub struct RunReport {
     pub redeliveries: Option<Redeliveries>,
     /// What a relay or connector left unpublished; `null` when there is none.
     pub backlog_detail: Option<Backlog>,
+    /// two-phase: the orders in doubt, the orders blocked behind their
+    /// locks, and the story of the longest lock; absent for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<crate::reconcile::in_doubt::InDoubtFigure>,
     pub drain: DrainReport,
     /// The faults as they were applied, on the run's clock.
     pub faults: Vec<Applied>,
@@ -221,6 +225,7 @@ impl RunReport {
             cache: f.cache_reads,
             redeliveries: f.redeliveries,
             backlog_detail: result.snapshot.backlog.as_ref().and_then(|b| b.as_ref().ok().copied()),
+            in_doubt: f.in_doubt.clone(),
             drain: result.snapshot.drain.clone(),
             faults: result.faults.clone(),
             outages: result.outages.clone(),

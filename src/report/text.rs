@@ -418,6 +418,13 @@ fn during_the_run(report: &Report, width: usize, lines: &mut Vec<String>) {
         } else if run.strategy == crate::strategy::Strategy::DbOnly.name() && !reads.is_empty() {
             found.push(format!("{}: {reads}every read from the database, none stale (no cache)", run.strategy));
         }
+        // two-phase: what was in doubt, what waited behind it.
+        if let Some(in_doubt) = &run.in_doubt {
+            found.push(format!("{}: {}", run.strategy, crate::reconcile::in_doubt::describe(in_doubt)));
+            if let Some(story) = &in_doubt.story {
+                found.push(format!("{}: {story}", run.strategy));
+            }
+        }
         // A single run says this in its block already.
         if run.pool.acquire_timeouts > 0 && report.runs.len() > 1 {
             found.push(format!(

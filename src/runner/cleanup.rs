@@ -90,7 +90,10 @@ impl Run<'_> {
             }
         } else {
             if self.created.strategy {
-                step(crate::strategy::cleanup(&self.env).await, format!("replication slot {name}"), &mut left);
+                // A CDC run's slot; a two-phase run's prepared transactions
+                // (they hold row locks: DROP SCHEMA would wait behind them).
+                let what = if self.plan.strategy.prepares() { "prepared transactions" } else { "replication slot" };
+                step(crate::strategy::cleanup(&self.env).await, format!("{what} {name}"), &mut left);
             }
             if self.created.schema {
                 let dropped = crate::db::drop_schema(&self.env.db, &self.namespace.schema).await;

@@ -75,10 +75,11 @@ pub enum ScenarioError {
 
 /// The built-in scenarios: name and file text. `calm` first, the rest
 /// alphabetical. A test checks this list against the `scenarios/` directory.
-const BUILTINS: [(&str, &str); 12] = [
+const BUILTINS: [(&str, &str); 13] = [
     ("calm", include_str!("../../scenarios/calm.toml")),
     ("cache-race", include_str!("../../scenarios/cache-race.toml")),
     ("connector-crash", include_str!("../../scenarios/connector-crash.toml")),
+    ("coordinator-crash", include_str!("../../scenarios/coordinator-crash.toml")),
     ("flaky-network", include_str!("../../scenarios/flaky-network.toml")),
     ("kafka-latency", include_str!("../../scenarios/kafka-latency.toml")),
     ("kafka-outage", include_str!("../../scenarios/kafka-outage.toml")),

@@ -127,7 +127,8 @@ fn load_finds_builtins_and_files_and_names_what_it_knows() {
     let err = Scenario::load("kafka-outrage").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no scenario named \"kafka-outrage\" (built in: calm, cache-race, connector-crash, flaky-network, \
+        "no scenario named \"kafka-outrage\" (built in: calm, cache-race, connector-crash, coordinator-crash, \
+         flaky-network, \
          kafka-latency, kafka-outage, kafka-resets, postgres-resets, redis-timeouts, relay-crash, slow-kafka, \
          writer-crash); pass a path to a .toml file to use your own"
     );
@@ -530,7 +531,7 @@ fn the_list_aligns_names_and_summaries() {
     let out = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), Scenario::builtin_names().len());
-    assert_eq!(lines[0], "calm             No faults: the baseline every strategy must pass.");
+    assert_eq!(lines[0], "calm               No faults: the baseline every strategy must pass.");
     let column = lines[0].find("No faults").unwrap();
     for line in &lines {
         assert_eq!(line.as_bytes()[column - 1], b' ', "{line}");

@@ -1,4 +1,5 @@
-//! Background components: the outbox relay and the CDC connector.
+//! Background components: the outbox relay, the CDC connector, and
+//! two-phase's recovery.
 //!
 //! They run beside the app, reach Postgres through their own link
 //! (`postgres_relay`), and a scenario can crash and restart them on their
@@ -11,6 +12,7 @@ use crate::scenario::schedule::Component;
 use crate::snapshot::Backlog;
 
 use super::outbox::relay::Relays;
+use super::two_phase::recovery::Recovery;
 use super::{Env, Strategy};
 
 /// How long reading the backlog may take.
@@ -25,6 +27,9 @@ pub enum Background {
     /// cdc, outbox-cdc and cache-cdc: the connector streaming the run's
     /// replication slot (into the topic, or for cache-cdc into the cache).
     Connector(Connector),
+    /// two-phase: recovery of in-doubt transactions (not a scenario
+    /// component: a coordinator crash is a writer crash).
+    Recovery(Recovery),
 }
 
 impl Background {
@@ -35,6 +40,7 @@ impl Background {
             Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => {
                 Background::Connector(Connector::start(env).await?)
             }
+            Strategy::TwoPhase => Background::Recovery(Recovery::start(env).await?),
             _ => Background::None,
         })
     }
@@ -43,7 +49,7 @@ impl Background {
     /// (a relay crash in a CDC run) can be ignored.
     pub fn component(&self) -> Option<Component> {
         match self {
-            Background::None => None,
+            Background::None | Background::Recovery(_) => None,
             Background::Relay(_) => Some(Component::Relay),
             Background::Connector(_) => Some(Component::Connector),
         }
@@ -58,7 +64,7 @@ impl Background {
     /// The process-death imitation: the component stops at once, mid-work.
     pub async fn crash(&mut self) {
         match self {
-            Background::None => {}
+            Background::None | Background::Recovery(_) => {}
             Background::Relay(relays) => relays.crash().await,
             Background::Connector(c) => c.crash().await,
         }
@@ -67,7 +73,7 @@ impl Background {
     /// Starts the component again after a crash, from its stored position.
     pub async fn restart(&mut self, env: &Env, _history: &History) -> Result<()> {
         match self {
-            Background::None => Ok(()),
+            Background::None | Background::Recovery(_) => Ok(()),
             Background::Relay(relays) => relays.restart(env).await,
             Background::Connector(c) => c.restart(env),
         }
@@ -83,6 +89,8 @@ impl Background {
                 // Dead letters will never be published; they are counted, not waited for.
                 Background::Relay(relays) => relays.backlog().await.is_ok_and(|b| b.outbox_unpublished == 0),
                 Background::Connector(c) => c.caught_up().await,
+                // Resolves what is in doubt and publishes what is decided.
+                Background::Recovery(r) => r.caught_up().await,
             }
         };
         tokio::time::timeout(BACKLOG_LIMIT, check).await.unwrap_or(false)
@@ -97,6 +105,7 @@ impl Background {
             Background::None => None,
             Background::Relay(relays) => relays.last_error().map(|e| format!("the relay: {e}")),
             Background::Connector(c) => c.last_error(),
+            Background::Recovery(r) => r.last_error(),
         }
     }
 
@@ -108,6 +117,7 @@ impl Background {
             Background::None => return None,
             Background::Relay(relays) => tokio::time::timeout(BACKLOG_LIMIT, relays.backlog()).await,
             Background::Connector(c) => tokio::time::timeout(BACKLOG_LIMIT, c.backlog()).await,
+            Background::Recovery(r) => tokio::time::timeout(BACKLOG_LIMIT, r.backlog()).await,
         };
         Some(match read {
             Ok(Ok(backlog)) => Ok(backlog),
@@ -122,6 +132,7 @@ impl Background {
             Background::None => {}
             Background::Relay(relays) => relays.stop().await,
             Background::Connector(c) => c.stop().await,
+            Background::Recovery(r) => r.stop().await,
         }
     }
 }

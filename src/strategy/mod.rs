@@ -9,6 +9,7 @@
 //! | `outbox.rs`        | order + outbox row in one transaction; a relay publishes | duplicates only |
 //! | `cdc.rs`           | write the DB only; a connector streams the WAL          | duplicates only |
 //! | `outbox_cdc.rs`    | outbox messages captured from the WAL                   | duplicates only |
+//! | `two_phase/`       | PREPARE TRANSACTION, a Kafka transaction, COMMIT PREPARED | blocks while in doubt |
 //! | `db_only.rs`       | no cache: read the database                             | never stale; reads cost a round trip |
 //! | `cache_cdc.rs`     | the connector sets the cache from the WAL, if newer     | stale only for the connector's lag |
 //!
@@ -34,6 +35,8 @@ mod transaction;
 // CDC strategies.
 pub mod cdc;
 pub mod outbox_cdc;
+// Two-phase commit, and its recovery.
+pub mod two_phase;
 // The cache tier: dropped, or kept coherent from the log.
 pub mod cache_cdc;
 pub mod db_only;
@@ -90,6 +93,7 @@ pub enum App {
     Outbox(outbox::Outbox),
     Cdc(cdc::Cdc),
     OutboxCdc(outbox_cdc::OutboxCdc),
+    TwoPhase(two_phase::TwoPhase),
     DbOnly(db_only::DbOnly),
     CacheCdc(cache_cdc::CacheCdc),
 }
@@ -103,6 +107,7 @@ impl App {
             Strategy::Outbox => App::Outbox(outbox::Outbox::connect(env)?),
             Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
             Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
+            Strategy::TwoPhase => App::TwoPhase(two_phase::TwoPhase::connect(env)?),
             Strategy::DbOnly => App::DbOnly(db_only::DbOnly::connect(env)?),
             Strategy::CacheCdc => App::CacheCdc(cache_cdc::CacheCdc::connect(env)?),
         })
@@ -116,6 +121,7 @@ impl App {
             App::Outbox(s) => s.write(order, history).await,
             App::Cdc(s) => s.write(order, history).await,
             App::OutboxCdc(s) => s.write(order, history).await,
+            App::TwoPhase(s) => s.write(order, history).await,
             App::DbOnly(s) => s.write(order, history).await,
             App::CacheCdc(s) => s.write(order, history).await,
         }
@@ -129,6 +135,7 @@ impl App {
             App::Outbox(s) => s.read(product_id).await,
             App::Cdc(s) => s.read(product_id).await,
             App::OutboxCdc(s) => s.read(product_id).await,
+            App::TwoPhase(s) => s.read(product_id).await,
             App::DbOnly(s) => s.read(product_id).await,
             App::CacheCdc(s) => s.read(product_id).await,
         }
@@ -142,6 +149,7 @@ impl App {
             App::Outbox(s) => s.db(),
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
+            App::TwoPhase(s) => s.db(),
             App::DbOnly(s) => s.db(),
             App::CacheCdc(s) => s.db(),
         }
@@ -155,6 +163,7 @@ impl App {
             App::Outbox(s) => s.publisher(),
             App::Cdc(s) => s.publisher(),
             App::OutboxCdc(s) => s.publisher(),
+            App::TwoPhase(s) => s.publisher(),
             App::DbOnly(s) => s.publisher(),
             App::CacheCdc(s) => s.publisher(),
         }
@@ -194,13 +203,23 @@ impl Strategy {
     pub fn needs_own_database(self) -> bool {
         matches!(self, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
     }
+
+    /// Whether the strategy leaves prepared transactions (two-phase).
+    pub fn prepares(self) -> bool {
+        matches!(self, Strategy::TwoPhase)
+    }
 }
 
 /// Creates what a strategy needs beyond the common schema (e.g. a
 /// replication slot and publication for the CDC strategies).
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
-        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox | Strategy::DbOnly => Ok(()),
+        Strategy::Naive
+        | Strategy::PublishInTx
+        | Strategy::CacheAside
+        | Strategy::Outbox
+        | Strategy::TwoPhase
+        | Strategy::DbOnly => Ok(()),
         // A replication slot and a publication, named after the run.
         Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::prepare(env).await,
     }
@@ -211,6 +230,8 @@ pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
         // The slot first: an orphaned one keeps WAL for ever.
         Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::cleanup(env).await,
+        // Prepared transactions left in doubt hold locks and WAL for ever.
+        Strategy::TwoPhase => two_phase::recovery::roll_back_all(env).await,
         _ => Ok(()),
     }
 }

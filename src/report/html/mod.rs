@@ -268,6 +268,18 @@ fn run_section(picture: &Picture, run: &RunPicture, scale: Scale, html: &mut Str
     for (key, figure) in &run.unknown {
         let _ = writeln!(html, "<p class=\"reason\">{} not known: {}</p>", esc(key), esc(&figure.reason));
     }
+    if let Some(d) = &run.in_doubt {
+        let p99 = d.lock_wait_p99_ms.map(|ms| format!(" (lock wait p99 {ms} ms)")).unwrap_or_default();
+        let story = d.story.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+        let _ = writeln!(
+            html,
+            "<p class=\"reason\">{} orders in doubt; {} orders waited on a row lock{}{}</p>",
+            d.resolved,
+            d.blocked,
+            esc(&p99),
+            esc(&story)
+        );
+    }
     let badges: Vec<Badge> = run
         .stories
         .iter()

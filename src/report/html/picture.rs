@@ -43,6 +43,20 @@ pub struct RunPicture {
     pub stories: Vec<StoryPicture>,
     /// Absent from reports written before the timeline existed.
     pub timeline: Option<Timeline>,
+    /// two-phase only.
+    #[serde(default)]
+    pub in_doubt: Option<InDoubtPicture>,
+}
+
+/// two-phase's in-doubt figure, as the picture says it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InDoubtPicture {
+    pub resolved: u64,
+    pub blocked: u64,
+    #[serde(default)]
+    pub lock_wait_p99_ms: Option<u64>,
+    #[serde(default)]
+    pub story: Option<String>,
 }
 
 /// A figure the run could not count (`?`): why, and how many were seen.

@@ -1,0 +1,1 @@
+SELECT decision FROM coordinator_log WHERE gid = $1
