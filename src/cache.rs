@@ -196,6 +196,38 @@ impl Cache {
         }
     }
 
+    /// Caches a product's stock unless the cache already holds this version
+    /// or a newer one; true when it was written. One Lua script, so that the
+    /// comparison and the write are one step in Redis: no other client's
+    /// write can land between them (cache-cdc's fills and its connector).
+    pub async fn set_if_newer(
+        &self,
+        product_id: i32,
+        value: StockAfter,
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        let key = self.key(product_id);
+        let text = encode(value);
+        let ttl_ms = ttl.map(|t| t.as_millis().max(1).to_string()).unwrap_or_default();
+        let written: i64 = self
+            .run(|mut c| async move {
+                // EVAL with the script's text each time: it is a few hundred
+                // bytes, and redis-rs's `Script` (EVALSHA) needs a feature
+                // this crate does not build with.
+                redis::cmd("EVAL")
+                    .arg(SET_IF_NEWER)
+                    .arg(1)
+                    .arg(key)
+                    .arg(text)
+                    .arg(value.version)
+                    .arg(ttl_ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
     /// Removes a product's cached stock.
     pub async fn delete(&self, product_id: i32) -> Result<(), CacheError> {
         let key = self.key(product_id);
@@ -245,6 +277,25 @@ impl Cache {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()) }).await
     }
 }
+
+/// `SET KEYS[1] ARGV[1]` (with `PX ARGV[3]` when given) unless the key holds
+/// version ARGV[2] or later. A value is `quantity:version`; one that cannot
+/// be read is replaced.
+const SET_IF_NEWER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local version = tonumber(string.match(current, ':(%-?%d+)$'))
+  if version and version >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+";
 
 /// Cached values are `quantity:version`, readable with redis-cli.
 fn encode(value: StockAfter) -> String {

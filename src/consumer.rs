@@ -154,6 +154,10 @@ fn record(shared: &Mutex<Shared>, message: &impl Message, clock: Clock) {
     let newer = shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
     if newer {
         shared.state.projection.insert(event.product_id, event.after());
+    } else {
+        // A redelivery, or an old version after a newer one: applying it
+        // would count the order twice or move the stock backwards.
+        shared.state.discarded += 1;
     }
 }
 

@@ -160,6 +160,10 @@ pub struct ReadSample {
     pub truth: Option<StockAfter>,
     /// The downstream consumer's projection at the same instant.
     pub projection: Option<StockAfter>,
+    /// How long the strategy's read path took, in ms (the cache, a fill
+    /// included, or the database): what a cache saves or costs a reader.
+    #[serde(default)]
+    pub read_ms: Option<f64>,
 }
 
 /// One query of the unrelated pool probe.

@@ -27,8 +27,8 @@
 //!   they use the store clients [`db`], [`cache`] and [`kafka`], each of
 //!   which classifies its own errors into the three-valued outcomes of the
 //!   [`history`]. The CDC strategies' connector ([`cdc`]) streams the
-//!   Postgres WAL to the topic. [`generate`] is the seeded generator every
-//!   order, read and cache-fill pause is drawn from.
+//!   Postgres WAL to the topic (for cache-cdc, into the cache). [`generate`]
+//!   is the seeded generator every order, read and cache-fill pause is drawn from.
 //! - [`snapshot`] → [`reconcile`]: the final read of every store (and what
 //!   it did not see), and the pure function that compares it with the
 //!   history — a verdict only over complete evidence.

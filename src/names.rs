@@ -26,11 +26,16 @@ pub enum Strategy {
     /// Two-phase commit: PREPARE TRANSACTION, a Kafka transaction, then
     /// COMMIT PREPARED, with a coordinator log and recovery.
     TwoPhase,
+    /// No cache: reads go to the database (the baseline of the cache lessons).
+    DbOnly,
+    /// Reads from Redis; a CDC connector sets each committed change in the
+    /// cache, only if newer; fills on a miss are version-checked too.
+    CacheCdc,
 }
 
 impl Strategy {
     /// All strategies, in `compare` order.
-    pub const ALL: [Strategy; 7] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::Naive,
         Strategy::PublishInTx,
         Strategy::CacheAside,
@@ -38,6 +43,8 @@ impl Strategy {
         Strategy::Cdc,
         Strategy::OutboxCdc,
         Strategy::TwoPhase,
+        Strategy::DbOnly,
+        Strategy::CacheCdc,
     ];
 
     /// The name users type (`publish-in-tx`).
@@ -50,6 +57,8 @@ impl Strategy {
             Strategy::Cdc => "cdc",
             Strategy::OutboxCdc => "outbox-cdc",
             Strategy::TwoPhase => "two-phase",
+            Strategy::DbOnly => "db-only",
+            Strategy::CacheCdc => "cache-cdc",
         }
     }
 

@@ -362,7 +362,9 @@ impl LiveTracker {
             let applies = match c.component {
                 Component::Writer => true,
                 Component::Relay => view.strategy == Strategy::Outbox,
-                Component::Connector => matches!(view.strategy, Strategy::Cdc | Strategy::OutboxCdc),
+                Component::Connector => {
+                    matches!(view.strategy, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
+                }
             };
             if applies && c.at <= at && at < c.at + c.restart_after {
                 faults.push(ActiveFault {
@@ -588,6 +590,7 @@ mod tests {
             filled_cache: false,
             truth: Some(v(truth)),
             projection: projection.map(v),
+            read_ms: None,
         })
     }
 

@@ -279,6 +279,11 @@ pub struct DownstreamState {
     pub first_seen: HashMap<OrderId, Millis>,
     /// Records delivered in total (duplicates included).
     pub records: u64,
+    /// Deliveries the consumer ignored because it already held that
+    /// version of the product or a newer one: duplicates, and versions that
+    /// arrived late. What idempotency by version discarded.
+    #[serde(default)]
+    pub discarded: u64,
 }
 
 /// What a relay or connector has not published.

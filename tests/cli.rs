@@ -294,7 +294,7 @@ fn flags_the_strategy_does_not_use_are_named() {
         warnings,
         [
             "warning: --relays is used only by outbox; it has no effect on naive",
-            "warning: --cache-ttl is used only by cache-aside; it has no effect on naive",
+            "warning: --cache-ttl is used only by cache-aside, cache-cdc; it has no effect on naive",
         ],
         "{err}"
     );

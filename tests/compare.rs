@@ -32,7 +32,7 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
         assert_eq!(*code, Some(0), "{stdout}");
         let runs: BTreeMap<&str, &serde_json::Value> =
             report["runs"].as_array().unwrap().iter().map(|r| (r["strategy"].as_str().unwrap(), r)).collect();
-        assert_eq!(runs.len(), 7, "all seven strategies");
+        assert_eq!(runs.len(), dualwrite::strategy::Strategy::ALL.len(), "every strategy");
         let count = |s: &str, a: &str| runs[s]["anomalies"][a].as_u64();
         assert!(count("naive", "lost").unwrap() > 0, "{stdout}");
         // flaky-network teaches publish-in-tx both of its lessons: ghosts
@@ -42,6 +42,11 @@ fn compare_shows_every_lesson_and_repeats_with_the_same_seed() {
         let pool_timeouts = runs["publish-in-tx"]["pool"]["acquire_timeouts"].as_u64().unwrap();
         assert!(pool_timeouts > 0, "publish-in-tx starved no unrelated read: {stdout}");
         assert!(count("cache-aside", "stale_cache").unwrap() > 0, "{stdout}");
+        // The cache tier: db-only has no cache to be stale and times its
+        // reads; cache-cdc's cache agrees with the database after drain.
+        assert_eq!(count("db-only", "stale_cache"), None, "{stdout}");
+        assert!(runs["db-only"]["latency_ms"]["read_p99"].as_f64().is_some(), "{stdout}");
+        assert_eq!(count("cache-cdc", "stale_cache"), Some(0), "{stdout}");
         for fix in ["outbox", "cdc", "outbox-cdc", "two-phase"] {
             assert_eq!((count(fix, "lost"), count(fix, "ghost")), (Some(0), Some(0)), "{fix}: {stdout}");
         }

@@ -61,6 +61,8 @@ contract! {
     calm_cdc_embedded: Strategy::Cdc, Backend::Embedded;
     calm_outbox_cdc_embedded: Strategy::OutboxCdc, Backend::Embedded;
     calm_two_phase_embedded: Strategy::TwoPhase, Backend::Embedded;
+    calm_db_only_embedded: Strategy::DbOnly, Backend::Embedded;
+    calm_cache_cdc_embedded: Strategy::CacheCdc, Backend::Embedded;
     calm_naive_tansu: Strategy::Naive, Backend::Tansu;
     calm_publish_in_tx_tansu: Strategy::PublishInTx, Backend::Tansu;
     calm_cache_aside_tansu: Strategy::CacheAside, Backend::Tansu;

@@ -93,7 +93,7 @@ fn check_marks(json: &serde_json::Value, html: &str) {
 
 #[test]
 fn every_order_is_one_mark_coloured_by_its_fate() {
-    let report = fixtures::report(&Strategy::ALL);
+    let report = fixtures::report(&fixtures::MODELLED);
     let html = render(&Picture::of(&report).unwrap());
     check_marks(&serde_json::to_value(&report).unwrap(), &html);
     // Every fate the fixtures produce is drawn, and the legend names it.
@@ -103,9 +103,29 @@ fn every_order_is_one_mark_coloured_by_its_fate() {
     }
 }
 
+/// Effectively-once, shown in the picture as in the text: the fixture's
+/// outbox delivered three orders twice, and the sentence carries the JSON's
+/// figures.
+#[test]
+fn the_picture_says_what_duplicates_would_have_cost() {
+    let report = fixtures::report(&fixtures::MODELLED);
+    let outbox = report.runs.iter().find(|r| r.strategy == "outbox").unwrap();
+    let r = outbox.redeliveries.expect("the fixture's topic is read whole");
+    assert!(r.duplicates > 0);
+    let html = render(&Picture::of(&report).unwrap());
+    let line = format!(
+        "<b>outbox</b>: {} duplicate deliveries arrived; the idempotent consumer discarded {} deliveries; a \
+         consumer that applied every delivery would have shipped {} extra units",
+        r.duplicates,
+        r.discarded_by_consumer.unwrap(),
+        r.extra_units
+    );
+    assert!(html.contains(&line), "{line}");
+}
+
 #[test]
 fn the_picture_is_self_contained() {
-    let html = render(&Picture::of(&fixtures::report(&Strategy::ALL)).unwrap());
+    let html = render(&Picture::of(&fixtures::report(&fixtures::MODELLED)).unwrap());
     assert!(html.starts_with("<!DOCTYPE html>"));
     for external in ["http://", "https://", "src=", "<link", "@import", "url("] {
         assert!(!html.contains(external), "the picture refers to something outside it: {external}");
@@ -141,7 +161,7 @@ fn drift_is_drawn_opening_and_closing() {
 
 #[test]
 fn a_saved_json_gives_the_same_picture() {
-    let report = fixtures::report(&Strategy::ALL);
+    let report = fixtures::report(&fixtures::MODELLED);
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
     let mut file = std::fs::File::create(&json).unwrap();
@@ -298,7 +318,7 @@ fn chromium_renders_the_picture_with_no_error_and_shows_the_timelines() {
     let Some(chromium) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("compare.html");
-    let report = fixtures::report(&Strategy::ALL);
+    let report = fixtures::report(&fixtures::MODELLED);
     std::fs::write(&page, render(&Picture::of(&report).unwrap())).unwrap();
     let r = browse(&chromium, &page, dir.path(), 2600);
     assert!(r.console.is_empty(), "console messages: {:#?}", r.console);

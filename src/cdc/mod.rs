@@ -17,7 +17,7 @@
 //! |----------------|-----------------|
 //! | `mod.rs`       | what is captured ([`Capture`]); the slot and publication, created and dropped per run; slot lag |
 //! | `pgoutput.rs`  | decoding the Relation and Insert messages (pgwire-replication decodes Begin, Commit, Message) |
-//! | `connector.rs` | the connector: stream, publish, confirm; crash and restart |
+//! | `connector/`   | the connector: stream, publish (or set the cache), confirm; crash and restart |
 //!
 //! Three captures share the connector:
 //!
@@ -26,6 +26,7 @@
 //! | `cdc`                 | `orders`, inserts only | each new `orders` row as a `StockChanged` |
 //! | `outbox-cdc` (message)| none (empty)           | each transactional `pg_logical_emit_message` whose prefix is the run's schema |
 //! | `outbox-cdc` (table)  | `outbox`, inserts only | each new outbox row's `payload`, keyed by `aggregateid` |
+//! | `cache-cdc`           | `orders`, inserts only | nothing: it sets each order's stock in the cache, if newer |
 //!
 //! Slot, publication and message prefix are all named after the run's
 //! schema (`dw_<strategy>_<id>`), which is a valid slot name (lowercase,
@@ -71,7 +72,8 @@ impl Capture {
     /// The capture of a CDC strategy; `None` for the others.
     pub fn of(env: &Env) -> Option<Capture> {
         match (env.strategy, env.tuning.outbox_cdc_mode) {
-            (Strategy::Cdc, _) => Some(Capture::Orders),
+            // cache-cdc captures the same rows; its connector sets them in the cache.
+            (Strategy::Cdc | Strategy::CacheCdc, _) => Some(Capture::Orders),
             (Strategy::OutboxCdc, OutboxCdcMode::Message) => Some(Capture::Messages),
             (Strategy::OutboxCdc, OutboxCdcMode::Table) => Some(Capture::OutboxTable),
             _ => None,

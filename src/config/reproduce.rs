@@ -91,7 +91,7 @@ pub fn shell_quote(word: &str) -> String {
 const USED_BY: [(&str, &[Strategy]); 4] = [
     ("relays", &[Strategy::Outbox]),
     ("outbox-cdc-mode", &[Strategy::OutboxCdc]),
-    ("cache-ttl", &[Strategy::CacheAside]),
+    ("cache-ttl", &[Strategy::CacheAside, Strategy::CacheCdc]),
     (
         "publish-timeout",
         &[Strategy::Naive, Strategy::PublishInTx, Strategy::Outbox, Strategy::Cdc, Strategy::OutboxCdc],
@@ -113,8 +113,8 @@ pub fn unused_flags(given: &Given, strategies: &[Strategy]) -> Vec<String> {
         let running = strategies.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
         warnings.push(format!("--{flag} is used only by {users}; it has no effect on {running}"));
     }
-    if typed("redis-url") && !strategies.contains(&Strategy::CacheAside) {
-        warnings.push("--redis-url is used only by cache-aside; this run does not use Redis".into());
+    if typed("redis-url") && !strategies.iter().any(|s| s.caches()) {
+        warnings.push("--redis-url is used only by cache-aside and cache-cdc; this run does not use Redis".into());
     }
     let toxiproxy = given.has("toxiproxy");
     if typed("brokers") && toxiproxy {

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
-use super::{CacheReads, Latency, PoolStats};
+use std::collections::HashSet;
+
+use super::{CacheReads, Latency, PoolStats, Redeliveries};
 use crate::history::{Event, Leg, Millis, Outcome, WriteRecord};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TopicRecord};
 
 /// Write latency and commit → event lag.
-pub(super) fn latency(records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
+pub(super) fn latency(history: &[Event], records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
     let mut writes: Vec<f64> = records
         .iter()
         .filter_map(|r| {
@@ -31,7 +33,18 @@ pub(super) fn latency(records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
             lags.push(*seen as f64 - committed_at as f64);
         }
     }
+    // Every read the readers made, hit, miss or failure: what a user of
+    // the service waited.
+    let mut reads: Vec<f64> = history
+        .iter()
+        .filter_map(|e| match e {
+            Event::Read(sample) => sample.read_ms,
+            _ => None,
+        })
+        .collect();
     Latency {
+        read_p50: percentile(&mut reads, 50.0),
+        read_p99: percentile(&mut reads, 99.0),
         write_p50: percentile(&mut writes, 50.0),
         write_p99: percentile(&mut writes, 99.0),
         event_lag_p50: percentile(&mut lags, 50.0),
@@ -74,6 +87,8 @@ pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheRe
         }
     }
     let mut reads = CacheReads::default();
+    // How long each stale value served had already been out of date.
+    let mut ages: Vec<f64> = Vec::new();
     for event in history {
         let Event::Read(sample) = event else { continue };
         if !sample.from_cache {
@@ -88,10 +103,30 @@ pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheRe
             if let Some(newer) = committed_at.get(&(sample.product_id, served.version + 1)) {
                 let age = sample.at.saturating_sub(*newer);
                 reads.worst_ms = Some(reads.worst_ms.map_or(age, |w| w.max(age)));
+                ages.push(age as f64);
             }
         }
     }
+    reads.stale_p50_ms = percentile(&mut ages, 50.0);
+    reads.stale_p99_ms = percentile(&mut ages, 99.0);
     reads
+}
+
+/// What duplicates cost, read off the whole topic: every delivery of an
+/// order after its first is a duplicate, and a consumer that applied every
+/// delivery (shipping the order's units each time) would have shipped its
+/// units again. `discarded` is the downstream consumer's own count.
+pub(super) fn redeliveries(topic: &[TopicRecord], discarded: Option<u64>) -> Redeliveries {
+    let mut seen = HashSet::new();
+    let mut found = Redeliveries { duplicates: 0, discarded_by_consumer: discarded, extra_units: 0 };
+    for record in topic {
+        let Ok(event) = &record.event else { continue };
+        if !seen.insert(event.order_id) {
+            found.duplicates += 1;
+            found.extra_units += u64::from(event.delta.unsigned_abs());
+        }
+    }
+    found
 }
 
 /// Nearest-rank percentile; sorts `values`. `None` when empty.

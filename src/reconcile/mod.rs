@@ -214,6 +214,9 @@ pub struct Orders {
 /// Latency percentiles in milliseconds (`None` with no samples).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Latency {
+    /// A reader's wait for the strategy's read path (cache or database).
+    pub read_p50: Option<f64>,
+    pub read_p99: Option<f64>,
     /// From the start of a write to its last leg's outcome.
     pub write_p50: Option<f64>,
     pub write_p99: Option<f64>,
@@ -246,6 +249,65 @@ pub struct CacheReads {
     pub worst_versions: i64,
     /// The longest a served value had already been out of date, in ms.
     pub worst_ms: Option<Millis>,
+    /// The staleness window: how long the stale values served had already
+    /// been out of date (from the commit of the next version to the read),
+    /// p50 and p99, in ms. `None` without a stale read.
+    pub stale_p50_ms: Option<f64>,
+    pub stale_p99_ms: Option<f64>,
+}
+
+/// Effectively-once, shown: the duplicates at-least-once delivery put on
+/// the topic, what the idempotent consumer did with them, and what a
+/// consumer that applies every delivery would have done instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Redeliveries {
+    /// Deliveries of an order already delivered (the duplicate count).
+    pub duplicates: u64,
+    /// Deliveries the idempotent consumer ignored (it held that version or
+    /// a newer one): the duplicates, and versions that arrived late.
+    /// `None` when the strategy has no downstream consumer.
+    pub discarded_by_consumer: Option<u64>,
+    /// Units a consumer that ships every delivery's units would have
+    /// shipped more than once: the sum of the duplicates' |delta|.
+    pub extra_units: u64,
+}
+
+impl Redeliveries {
+    /// One sentence for the report, e.g. "3 duplicate deliveries arrived; the
+    /// idempotent consumer discarded 3 deliveries; a consumer that applies
+    /// every delivery would have shipped 7 extra units".
+    pub fn describe(&self) -> String {
+        let plural = |n: u64, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+        let discarded = match self.discarded_by_consumer {
+            Some(n) => format!("; the idempotent consumer discarded {}", plural(n, "delivery", "deliveries")),
+            None => String::new(),
+        };
+        format!(
+            "{} arrived{discarded}; a consumer that applied every delivery would have shipped {}",
+            plural(self.duplicates, "duplicate delivery", "duplicate deliveries"),
+            plural(self.extra_units, "extra unit", "extra units"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod redeliveries_tests {
+    use super::Redeliveries;
+
+    #[test]
+    fn the_cost_of_duplicates_reads_as_a_sentence() {
+        let r = Redeliveries { duplicates: 3, discarded_by_consumer: Some(4), extra_units: 7 };
+        assert_eq!(
+            r.describe(),
+            "3 duplicate deliveries arrived; the idempotent consumer discarded 4 deliveries; a consumer that \
+             applied every delivery would have shipped 7 extra units"
+        );
+        let one = Redeliveries { duplicates: 1, discarded_by_consumer: None, extra_units: 1 };
+        assert_eq!(
+            one.describe(),
+            "1 duplicate delivery arrived; a consumer that applied every delivery would have shipped 1 extra unit"
+        );
+    }
 }
 
 /// Everything the reconciler found.
@@ -265,6 +327,9 @@ pub struct Findings {
     pub slot_lag_bytes: Option<u64>,
     /// two-phase: the orders in doubt and the orders they blocked.
     pub in_doubt: Option<in_doubt::InDoubtFigure>,
+    /// Duplicates and their cost to a consumer that is not idempotent;
+    /// `None` when nothing is published or the topic was not read whole.
+    pub redeliveries: Option<Redeliveries>,
 }
 
 impl Findings {
@@ -420,6 +485,12 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
         }
     }
 
+    // Only over a whole read: a duplicate not read is a duplicate not counted.
+    let duplicates_known = anomalies.get(&Anomaly::Duplicate).is_some_and(|t| t.unknown.is_none());
+    let redeliveries = read
+        .filter(|_| duplicates_known)
+        .map(|read| figures::redeliveries(&read.records, snapshot.downstream.as_ref().map(|d| d.discarded)));
+
     let (verdict, mut reasons) = verdict(&anomalies, evidence.gaps);
     // What the broker said that disagrees with what it served, though the
     // read is whole: a finding about the broker, beside the verdict.
@@ -431,12 +502,13 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
         reasons,
         orders,
         anomalies,
-        latency: figures::latency(&records, snapshot),
+        latency: figures::latency(history, &records, snapshot),
         pool: figures::pool_stats(history),
         cache_reads,
         dead_letters: backlog.map(|b| b.dead_letters),
         slot_lag_bytes: backlog.and_then(|b| b.slot_lag_bytes),
         in_doubt: in_doubt::in_doubt(history, snapshot),
+        redeliveries,
     }
 }
 

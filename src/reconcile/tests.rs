@@ -76,9 +76,12 @@ impl Run {
         downstream.records += 1;
         let at = self.clock + 5;
         downstream.first_seen.entry(id(n)).or_insert(at);
-        let current = downstream.projection.entry(1).or_insert(event.after());
-        if event.version > current.version {
-            *current = event.after();
+        // The consumer's rule: only a newer version changes the view.
+        match downstream.projection.get(&1) {
+            Some(held) if event.version <= held.version => downstream.discarded += 1,
+            _ => {
+                downstream.projection.insert(1, event.after());
+            }
         }
     }
 
@@ -151,6 +154,10 @@ fn duplicate_counts_extra_deliveries_and_does_not_break_consistency() {
     // The idempotent consumer absorbed them: no drift, consistent.
     assert_eq!(f.count(Anomaly::ProjectionDrift), Some(0));
     assert_eq!(f.verdict, Verdict::Consistent);
+    // Effectively-once, shown: the consumer discarded both; one that
+    // applied every delivery would have shipped the order's 2 units twice more.
+    let r = f.redeliveries.expect("a whole topic read");
+    assert_eq!((r.duplicates, r.discarded_by_consumer, r.extra_units), (2, Some(2), 4));
 }
 
 #[test]
@@ -291,6 +298,7 @@ fn stale_reads_are_measured_in_versions_and_time() {
             filled_cache: false,
             truth: Some(StockAfter { quantity: 1000 - 2 * truth, version: truth }),
             projection: None,
+            read_ms: None,
         })
     };
     run.history.push(sample(100, 0, 2));

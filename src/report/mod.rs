@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::faults::Applied;
 use crate::names::Expectation;
-use crate::reconcile::{Anomaly, CacheReads, Figure, Verdict};
+use crate::reconcile::{Anomaly, CacheReads, Figure, Redeliveries, Verdict};
 use crate::runner::RunResult;
 use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
@@ -69,6 +69,10 @@ pub struct RunReport {
     pub pool: PoolReport,
     /// cache-aside's reads during the run; `null` for strategies without a cache.
     pub cache: Option<CacheReads>,
+    /// Duplicates on the topic, how many the idempotent consumer discarded,
+    /// and the units a consumer applying every delivery would have shipped
+    /// again; `null` when nothing is published or the topic was not read whole.
+    pub redeliveries: Option<Redeliveries>,
     /// What a relay or connector left unpublished; `null` when there is none.
     pub backlog_detail: Option<Backlog>,
     /// two-phase: the orders in doubt, the orders blocked behind their
@@ -101,6 +105,9 @@ pub struct UnknownFigure {
 /// Latency percentiles in milliseconds; `null` without samples.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LatencyMs {
+    /// A reader's wait for the strategy's read path (cache or database).
+    pub read_p50: Option<f64>,
+    pub read_p99: Option<f64>,
     pub write_p50: Option<f64>,
     pub write_p99: Option<f64>,
     pub event_lag_p50: Option<f64>,
@@ -202,6 +209,8 @@ impl RunReport {
             unknown,
             examples,
             latency_ms: LatencyMs {
+                read_p50: f.latency.read_p50,
+                read_p99: f.latency.read_p99,
                 write_p50: f.latency.write_p50,
                 write_p99: f.latency.write_p99,
                 event_lag_p50: f.latency.event_lag_p50,
@@ -214,6 +223,7 @@ impl RunReport {
                 probes: f.pool.probes,
             },
             cache: f.cache_reads,
+            redeliveries: f.redeliveries,
             backlog_detail: result.snapshot.backlog.as_ref().and_then(|b| b.as_ref().ok().copied()),
             in_doubt: f.in_doubt.clone(),
             drain: result.snapshot.drain.clone(),

@@ -83,6 +83,7 @@ pub fn write_text(report: &Report, command: &str, width: usize, out: &mut impl W
         compare_tables(report, width, &mut lines);
     }
     during_the_run(report, width, &mut lines);
+    effectively_once(report, width, &mut lines);
     stories(report, width, &mut lines);
     verdicts(report, width, &mut lines);
     kept(report, width, &mut lines);
@@ -359,6 +360,25 @@ fn note(text: &str, width: usize, lines: &mut Vec<String>) {
     lines.extend(layout::wrap(text, width, "  ", "  "));
 }
 
+/// Effectively-once, shown: for each strategy whose topic carries
+/// duplicates, what the idempotent consumer discarded and what a consumer
+/// applying every delivery would have done.
+fn effectively_once(report: &Report, width: usize, lines: &mut Vec<String>) {
+    let found: Vec<String> = report
+        .runs
+        .iter()
+        .filter_map(|run| run.redeliveries.filter(|r| r.duplicates > 0).map(|r| (run, r)))
+        .map(|(run, r)| format!("{}: {}", run.strategy, r.describe()))
+        .collect();
+    if !found.is_empty() {
+        lines.push(String::new());
+        lines.push("duplicates, and what they would have cost:".into());
+        for line in found {
+            lines.extend(layout::wrap(&line, width, "  ", "      "));
+        }
+    }
+}
+
 /// What readers and the pool probe suffered while the run was under way
 /// (the tables show the end state; this is what users of the service saw).
 fn during_the_run(report: &Report, width: usize, lines: &mut Vec<String>) {
@@ -368,17 +388,35 @@ fn during_the_run(report: &Report, width: usize, lines: &mut Vec<String>) {
         for outage in &run.outages {
             found.push(format!("{}: {}", run.strategy, outage.describe()));
         }
+        // What a read cost: the cache tier's lesson is in this figure beside
+        // the staleness (db-only has no cache, so it is said on its own).
+        let reads = match (run.latency_ms.read_p50, run.latency_ms.read_p99) {
+            (Some(p50), Some(p99)) => format!("reads p50 {}, p99 {}; ", duration(Some(p50)), duration(Some(p99))),
+            _ => String::new(),
+        };
         if let Some(cache) = &run.cache {
             if cache.stale_reads > 0 {
                 let age =
                     cache.worst_ms.map(|ms| format!(", {:.1} s out of date", ms as f64 / 1000.0)).unwrap_or_default();
+                let window = match (cache.stale_p50_ms, cache.stale_p99_ms) {
+                    (Some(p50), Some(p99)) => {
+                        format!("; out of date for p50 {}, p99 {}", duration(Some(p50)), duration(Some(p99)))
+                    }
+                    _ => String::new(),
+                };
                 found.push(format!(
-                    "{}: {} of {} reads served from the cache were stale (worst: {} versions behind{age})",
+                    "{}: {reads}{} of {} reads served from the cache were stale (worst: {} versions \
+                     behind{age}{window})",
                     run.strategy, cache.stale_reads, cache.hits, cache.worst_versions
                 ));
             } else {
-                found.push(format!("{}: none of {} reads served from the cache was stale", run.strategy, cache.hits));
+                found.push(format!(
+                    "{}: {reads}none of {} reads served from the cache was stale",
+                    run.strategy, cache.hits
+                ));
             }
+        } else if run.strategy == crate::strategy::Strategy::DbOnly.name() && !reads.is_empty() {
+            found.push(format!("{}: {reads}every read from the database, none stale (no cache)", run.strategy));
         }
         // two-phase: what was in doubt, what waited behind it.
         if let Some(in_doubt) = &run.in_doubt {

@@ -24,7 +24,8 @@ pub enum Background {
     None,
     /// outbox: the relays.
     Relay(Relays),
-    /// cdc and outbox-cdc: the connector streaming the run's replication slot.
+    /// cdc, outbox-cdc and cache-cdc: the connector streaming the run's
+    /// replication slot (into the topic, or for cache-cdc into the cache).
     Connector(Connector),
     /// two-phase: recovery of in-doubt transactions (not a scenario
     /// component: a coordinator crash is a writer crash).
@@ -36,7 +37,9 @@ impl Background {
     pub async fn start(env: &Env) -> Result<Background> {
         Ok(match env.strategy {
             Strategy::Outbox => Background::Relay(Relays::start(env).await?),
-            Strategy::Cdc | Strategy::OutboxCdc => Background::Connector(Connector::start(env).await?),
+            Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => {
+                Background::Connector(Connector::start(env).await?)
+            }
             Strategy::TwoPhase => Background::Recovery(Recovery::start(env).await?),
             _ => Background::None,
         })

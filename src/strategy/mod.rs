@@ -10,6 +10,8 @@
 //! | `cdc.rs`           | write the DB only; a connector streams the WAL          | duplicates only |
 //! | `outbox_cdc.rs`    | outbox messages captured from the WAL                   | duplicates only |
 //! | `two_phase/`       | PREPARE TRANSACTION, a Kafka transaction, COMMIT PREPARED | blocks while in doubt |
+//! | `db_only.rs`       | no cache: read the database                             | never stale; reads cost a round trip |
+//! | `cache_cdc.rs`     | the connector sets the cache from the WAL, if newer     | stale only for the connector's lag |
 //!
 //! Each strategy is an *app* — what the writers and readers run — built by
 //! [`Integration::connect`] at the start of the main phase and again after a
@@ -35,6 +37,9 @@ pub mod cdc;
 pub mod outbox_cdc;
 // Two-phase commit, and its recovery.
 pub mod two_phase;
+// The cache tier: dropped, or kept coherent from the log.
+pub mod cache_cdc;
+pub mod db_only;
 
 // The names are leaf types (`crate::names`), so that the layers below the
 // strategies can name a strategy without importing one.
@@ -89,6 +94,8 @@ pub enum App {
     Cdc(cdc::Cdc),
     OutboxCdc(outbox_cdc::OutboxCdc),
     TwoPhase(two_phase::TwoPhase),
+    DbOnly(db_only::DbOnly),
+    CacheCdc(cache_cdc::CacheCdc),
 }
 
 impl App {
@@ -101,6 +108,8 @@ impl App {
             Strategy::Cdc => App::Cdc(cdc::Cdc::connect(env)?),
             Strategy::OutboxCdc => App::OutboxCdc(outbox_cdc::OutboxCdc::connect(env)?),
             Strategy::TwoPhase => App::TwoPhase(two_phase::TwoPhase::connect(env)?),
+            Strategy::DbOnly => App::DbOnly(db_only::DbOnly::connect(env)?),
+            Strategy::CacheCdc => App::CacheCdc(cache_cdc::CacheCdc::connect(env)?),
         })
     }
 
@@ -113,6 +122,8 @@ impl App {
             App::Cdc(s) => s.write(order, history).await,
             App::OutboxCdc(s) => s.write(order, history).await,
             App::TwoPhase(s) => s.write(order, history).await,
+            App::DbOnly(s) => s.write(order, history).await,
+            App::CacheCdc(s) => s.write(order, history).await,
         }
     }
 
@@ -125,6 +136,8 @@ impl App {
             App::Cdc(s) => s.read(product_id).await,
             App::OutboxCdc(s) => s.read(product_id).await,
             App::TwoPhase(s) => s.read(product_id).await,
+            App::DbOnly(s) => s.read(product_id).await,
+            App::CacheCdc(s) => s.read(product_id).await,
         }
     }
 
@@ -137,6 +150,8 @@ impl App {
             App::Cdc(s) => s.db(),
             App::OutboxCdc(s) => s.db(),
             App::TwoPhase(s) => s.db(),
+            App::DbOnly(s) => s.db(),
+            App::CacheCdc(s) => s.db(),
         }
     }
 
@@ -149,6 +164,8 @@ impl App {
             App::Cdc(s) => s.publisher(),
             App::OutboxCdc(s) => s.publisher(),
             App::TwoPhase(s) => s.publisher(),
+            App::DbOnly(s) => s.publisher(),
+            App::CacheCdc(s) => s.publisher(),
         }
     }
 
@@ -168,12 +185,12 @@ impl App {
 impl Strategy {
     /// Whether the strategy publishes events (and so can lose them).
     pub fn publishes(self) -> bool {
-        !matches!(self, Strategy::CacheAside)
+        !matches!(self, Strategy::CacheAside | Strategy::DbOnly | Strategy::CacheCdc)
     }
 
     /// Whether the strategy has a cache (and so can serve stale values).
     pub fn caches(self) -> bool {
-        matches!(self, Strategy::CacheAside)
+        matches!(self, Strategy::CacheAside | Strategy::CacheCdc)
     }
 
     /// Whether a run of this strategy gets a database of its own rather than
@@ -184,7 +201,7 @@ impl Strategy {
     /// other databases are skipped before any such lookup, so a database per
     /// CDC run keeps every other run out of its log.
     pub fn needs_own_database(self) -> bool {
-        matches!(self, Strategy::Cdc | Strategy::OutboxCdc)
+        matches!(self, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
     }
 
     /// Whether the strategy leaves prepared transactions (two-phase).
@@ -197,11 +214,14 @@ impl Strategy {
 /// replication slot and publication for the CDC strategies).
 pub async fn prepare(env: &Env) -> Result<()> {
     match env.strategy {
-        Strategy::Naive | Strategy::PublishInTx | Strategy::CacheAside | Strategy::Outbox | Strategy::TwoPhase => {
-            Ok(())
-        }
+        Strategy::Naive
+        | Strategy::PublishInTx
+        | Strategy::CacheAside
+        | Strategy::Outbox
+        | Strategy::TwoPhase
+        | Strategy::DbOnly => Ok(()),
         // A replication slot and a publication, named after the run.
-        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::prepare(env).await,
+        Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::prepare(env).await,
     }
 }
 
@@ -209,7 +229,7 @@ pub async fn prepare(env: &Env) -> Result<()> {
 pub async fn cleanup(env: &Env) -> Result<()> {
     match env.strategy {
         // The slot first: an orphaned one keeps WAL for ever.
-        Strategy::Cdc | Strategy::OutboxCdc => crate::cdc::cleanup(env).await,
+        Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc => crate::cdc::cleanup(env).await,
         // Prepared transactions left in doubt hold locks and WAL for ever.
         Strategy::TwoPhase => two_phase::recovery::roll_back_all(env).await,
         _ => Ok(()),

@@ -230,7 +230,9 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight:
             // The truth first: if the served value is older than this, it was
             // already stale when it was served.
             let truth = db::read_stock_direct(&env.direct, product_id).await;
+            let started = std::time::Instant::now();
             let served = app.read(product_id).await;
+            let read_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
             let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
             env.history.read(ReadSample {
                 at: clock.now(),
@@ -240,6 +242,7 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight:
                 filled_cache: served.filled_cache,
                 truth,
                 projection,
+                read_ms,
             });
         }
     })

@@ -116,6 +116,7 @@ pub fn render(picture: &Picture) -> String {
         }
     );
     summary(picture, &mut html);
+    effectively_once(picture, &mut html);
     legend(picture, &mut html);
     for run in &picture.runs {
         run_section(picture, run, scale, &mut html);
@@ -186,6 +187,22 @@ fn summary(picture: &Picture, html: &mut String) {
         let _ = writeln!(html, "<td>{} / {}</td><td>{lag}</td></tr>", super::ms(l.write_p50), super::ms(l.write_p99));
     }
     html.push_str("</tbody>\n</table>\n");
+}
+
+/// Under the table: for each strategy whose topic carries duplicates, what
+/// the idempotent consumer discarded and what a non-idempotent one would
+/// have shipped.
+fn effectively_once(picture: &Picture, html: &mut String) {
+    for run in &picture.runs {
+        if let Some(r) = run.redeliveries.filter(|r| r.duplicates > 0) {
+            let _ = writeln!(
+                html,
+                "<p class=\"sub redeliveries\"><b>{}</b>: {}</p>",
+                esc(&run.strategy),
+                esc(&r.describe())
+            );
+        }
+    }
 }
 
 /// What the colours and lines mean: only the fates that occur.

@@ -34,6 +34,9 @@ pub struct RunPicture {
     #[serde(default)]
     pub unknown: BTreeMap<String, UnknownPicture>,
     pub latency_ms: LatencyPicture,
+    /// Absent from reports written before it was counted.
+    #[serde(default)]
+    pub redeliveries: Option<crate::reconcile::Redeliveries>,
     #[serde(default)]
     pub faults: Vec<AppliedPicture>,
     #[serde(default)]

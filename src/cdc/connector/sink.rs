@@ -1,0 +1,49 @@
+//! Where the connector delivers the events it captures: the run's topic
+//! (cdc, outbox-cdc), or the run's cache (cache-cdc, see `cache_sink.rs`).
+//! Either way a delivery ends Ok, Fail or Unknown, and the pipeline retries
+//! anything but Ok: the sink changes where events go, not the guarantee.
+
+use super::cache_sink::CacheSink;
+use crate::env::Env;
+use crate::error::Result;
+use crate::history::Told;
+use crate::kafka::Publisher;
+use crate::names::Strategy;
+
+/// The connector's destination.
+pub(crate) enum Sink {
+    /// A Kafka producer for the run's topic.
+    Topic(Publisher),
+    /// Versioned writes into the run's cache.
+    Cache(CacheSink),
+}
+
+impl Sink {
+    /// The sink of a CDC strategy's connector.
+    pub(super) fn of(env: &Env) -> Result<Sink> {
+        Ok(match env.strategy {
+            Strategy::CacheCdc => Sink::Cache(CacheSink::new(env)?),
+            _ => Sink::Topic(env.publisher("dualwrite-connector")?),
+        })
+    }
+
+    /// Delivers one event, waiting for the answer (bounded by the
+    /// producer's delivery timeout or the cache's timeout).
+    pub(super) async fn deliver(&self, key: &str, payload: &[u8]) -> Told {
+        match self {
+            // Ok, Fail (never reached the broker) or Unknown (the reply was
+            // lost; the broker may have it).
+            Sink::Topic(publisher) => publisher.publish(key, payload).await,
+            Sink::Cache(cache) => cache.deliver(payload).await,
+        }
+    }
+
+    /// `error`, with the producer's replacements if any (see
+    /// [`Publisher::with_rebuilds`]).
+    pub(super) fn with_rebuilds(&self, error: String) -> String {
+        match self {
+            Sink::Topic(publisher) => publisher.with_rebuilds(error),
+            Sink::Cache(_) => error,
+        }
+    }
+}
