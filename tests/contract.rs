@@ -212,6 +212,12 @@ fn set_after_delete_races(result: &dualwrite::runner::RunResult) -> Vec<(i32, i6
     use std::collections::HashMap;
     let (mut product, mut version) = (HashMap::new(), HashMap::new());
     let (mut deletes, mut fills) = (Vec::new(), Vec::new());
+    // When each delete was sent: a set that the delete did not remove ran
+    // after the delete ran, which is after it was sent, and before the
+    // reader noted its fill (its sample's time). Comparing with the
+    // delete's completion instead would depend on which of the two tasks
+    // the scheduler ran first after their replies.
+    let mut sent = HashMap::new();
     for event in &result.history {
         match event {
             Event::Begin { order, .. } => {
@@ -220,8 +226,11 @@ fn set_after_delete_races(result: &dualwrite::runner::RunResult) -> Vec<(i32, i6
             Event::Wrote { order_id, after, .. } => {
                 version.insert(*order_id, after.version);
             }
-            Event::Complete { at, order_id, leg: Leg::Cache, told } if told.outcome == Outcome::Ok => {
-                deletes.push((product[order_id], version[order_id], *at));
+            Event::Invoke { at, order_id, leg: Leg::Cache } => {
+                sent.insert(*order_id, *at);
+            }
+            Event::Complete { order_id, leg: Leg::Cache, told, .. } if told.outcome == Outcome::Ok => {
+                deletes.push((product[order_id], version[order_id], sent[order_id]));
             }
             Event::Read(read) if read.filled_cache => {
                 fills.push((read.product_id, read.served.expect("a fill serves what it read").version, read.at));
@@ -240,9 +249,9 @@ fn set_after_delete_races(result: &dualwrite::runner::RunResult) -> Vec<(i32, i6
         let p = entry.product_id;
         // The product's last delete: the value outlived it, so the set that
         // put it there ran after that delete.
-        let Some(&(_, newer, deleted_at)) = deletes.iter().filter(|d| d.0 == p).max_by_key(|d| d.2) else { continue };
+        let Some(&(_, newer, delete_sent)) = deletes.iter().filter(|d| d.0 == p).max_by_key(|d| d.2) else { continue };
         let filled_after =
-            fills.iter().any(|&(q, v, filled_at)| q == p && v == value.version && filled_at > deleted_at);
+            fills.iter().any(|&(q, v, filled_at)| q == p && v == value.version && filled_at > delete_sent);
         if newer > value.version && filled_after {
             races.push((p, value.version, newer));
         }

@@ -85,6 +85,7 @@ pub fn measure(orders: u64) -> Measured {
                 filled_cache: false,
                 truth: Some(after),
                 projection: Some(after),
+                read_ms: Some(1.0),
             });
         }
         placed.push((order, after));
@@ -128,7 +129,7 @@ pub fn measure(orders: u64) -> Measured {
         stock,
         topic: Some(Ok(TopicRead::assumed_complete(records, PRODUCTS))),
         cache: None,
-        downstream: Some(DownstreamState { projection, first_seen, records: orders }),
+        downstream: Some(DownstreamState { projection, first_seen, records: orders, discarded: 0 }),
         backlog: None,
         drain: DrainReport::complete(0),
     };
