@@ -279,7 +279,16 @@ impl Redeliveries {
     pub fn describe(&self) -> String {
         let plural = |n: u64, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
         let discarded = match self.discarded_by_consumer {
-            Some(n) => format!("; the idempotent consumer discarded {}", plural(n, "delivery", "deliveries")),
+            Some(n) if n == self.duplicates => {
+                format!("; the idempotent consumer discarded {}", plural(n, "delivery", "deliveries"))
+            }
+            // It discards any version it already holds or has passed, so
+            // versions that arrived late are among them too.
+            Some(n) => format!(
+                "; the idempotent consumer discarded {} (every version it already held or had passed: \
+                 the duplicates, and versions that arrived late)",
+                plural(n, "delivery", "deliveries")
+            ),
             None => String::new(),
         };
         format!(
@@ -299,7 +308,14 @@ mod redeliveries_tests {
         let r = Redeliveries { duplicates: 3, discarded_by_consumer: Some(4), extra_units: 7 };
         assert_eq!(
             r.describe(),
-            "3 duplicate deliveries arrived; the idempotent consumer discarded 4 deliveries; a consumer that \
+            "3 duplicate deliveries arrived; the idempotent consumer discarded 4 deliveries (every version it \
+             already held or had passed: the duplicates, and versions that arrived late); a consumer that \
+             applied every delivery would have shipped 7 extra units"
+        );
+        let same = Redeliveries { duplicates: 3, discarded_by_consumer: Some(3), extra_units: 7 };
+        assert_eq!(
+            same.describe(),
+            "3 duplicate deliveries arrived; the idempotent consumer discarded 3 deliveries; a consumer that \
              applied every delivery would have shipped 7 extra units"
         );
         let one = Redeliveries { duplicates: 1, discarded_by_consumer: None, extra_units: 1 };
