@@ -404,10 +404,15 @@ fn during_the_run(report: &Report, width: usize, lines: &mut Vec<String>) {
                     }
                     _ => String::new(),
                 };
+                let behind = if cache.worst_versions == 1 {
+                    "1 version".to_string()
+                } else {
+                    format!("{} versions", cache.worst_versions)
+                };
                 found.push(format!(
-                    "{}: {reads}{} of {} reads served from the cache were stale (worst: {} versions \
+                    "{}: {reads}{} of {} reads served from the cache were stale (worst: {behind} \
                      behind{age}{window})",
-                    run.strategy, cache.stale_reads, cache.hits, cache.worst_versions
+                    run.strategy, cache.stale_reads, cache.hits
                 ));
             } else {
                 found.push(format!(
