@@ -39,15 +39,14 @@
 //! **Read next.** A cache kept coherent from the database's log is the CDC
 //! idea applied to caches: see `cdc.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::cache::{self, Cache};
 use crate::db::AppDb;
 use crate::error::Result;
-use crate::generate;
 use crate::history::{History, Leg, Order, Outcome};
 
+use super::fill_pause::FillPause;
 use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
@@ -56,12 +55,9 @@ pub struct CacheAside {
     db: AppDb,
     cache: Cache,
     ttl: Option<Duration>,
-    seed: u64,
     /// The scenario's seeded pause between a miss's database read and its
-    /// fill, which widens the set-after-delete race.
-    fill_delay: Option<(Duration, Duration)>,
-    /// Fills so far: the index of the next seeded pause.
-    fills: AtomicU64,
+    /// fill, which widens the race with a newer version.
+    fill_pause: FillPause,
 }
 
 impl Integration for CacheAside {
@@ -70,9 +66,7 @@ impl Integration for CacheAside {
             db: env.app_db(),
             cache: Cache::new(&env.redis_url, Some(env.links.redis), &env.redis_prefix, env.tuning.cache_timeout)?,
             ttl: env.tuning.cache_ttl,
-            seed: env.seed,
-            fill_delay: env.knobs.cache_fill_delay,
-            fills: AtomicU64::new(0),
+            fill_pause: FillPause::of(env),
         })
     }
 
@@ -109,12 +103,9 @@ impl Integration for CacheAside {
                 let Ok(value) = self.db.read_stock(product_id).await else {
                     return Served { value: None, from_cache: false, filled_cache: false };
                 };
-                if let Some((low, high)) = self.fill_delay {
-                    // The race window: between this read and the fill below,
-                    // a writer may commit a newer version and delete the key.
-                    let k = self.fills.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(generate::cache_fill_delay(self.seed, k, low, high)).await;
-                }
+                // The race window: between this read and the fill below,
+                // a writer may commit a newer version and delete the key.
+                self.fill_pause.wait().await;
                 let filled = self.cache.set(product_id, value, self.ttl).await.is_ok();
                 Served { value: Some(value), from_cache: false, filled_cache: filled }
             }

@@ -42,15 +42,14 @@
 //! **Read next.** `db_only.rs` is the baseline without a cache at all;
 //! `cdc/connector/mod.rs` is the connector that does the work here.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::db::AppDb;
 use crate::error::Result;
-use crate::generate;
 use crate::history::{History, Leg, Order};
 
+use super::fill_pause::FillPause;
 use super::transaction::commit_order;
 use super::{Env, Integration, Served};
 
@@ -60,12 +59,9 @@ pub struct CacheCdc {
     db: AppDb,
     cache: Cache,
     ttl: Option<Duration>,
-    seed: u64,
     /// The scenario's seeded pause between a miss's database read and its
-    /// fill: the same widening of the race that cache-aside gets.
-    fill_delay: Option<(Duration, Duration)>,
-    /// Fills so far: the index of the next seeded pause.
-    fills: AtomicU64,
+    /// fill, which widens the race with a newer version.
+    fill_pause: FillPause,
 }
 
 impl Integration for CacheCdc {
@@ -74,9 +70,7 @@ impl Integration for CacheCdc {
             db: env.app_db(),
             cache: Cache::new(&env.redis_url, Some(env.links.redis), &env.redis_prefix, env.tuning.cache_timeout)?,
             ttl: env.tuning.cache_ttl,
-            seed: env.seed,
-            fill_delay: env.knobs.cache_fill_delay,
-            fills: AtomicU64::new(0),
+            fill_pause: FillPause::of(env),
         })
     }
 
@@ -100,12 +94,9 @@ impl Integration for CacheCdc {
                 let Ok(value) = self.db.read_stock(product_id).await else {
                     return Served { value: None, from_cache: false, filled_cache: false };
                 };
-                if let Some((low, high)) = self.fill_delay {
-                    // The race window cache-aside loses: a newer version may
-                    // commit, and the connector set it, before this fill.
-                    let k = self.fills.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(generate::cache_fill_delay(self.seed, k, low, high)).await;
-                }
+                // The race window cache-aside loses: a newer version may
+                // commit, and the connector set it, before this fill.
+                self.fill_pause.wait().await;
                 // Lands only if the cache holds nothing newer: an old fill
                 // cannot overwrite the connector's newer value.
                 let filled = matches!(self.cache.set_if_newer(product_id, value, self.ttl).await, Ok(true));

@@ -28,6 +28,7 @@ use crate::kafka::Publisher;
 
 pub mod background;
 pub mod cache_aside;
+mod fill_pause;
 pub mod naive;
 pub mod outbox;
 pub mod publish_in_tx;
