@@ -95,10 +95,12 @@ mod tests {
     #[test]
     fn last_write_wins_is_wrong_where_an_old_version_arrived_last() {
         let truth = BTreeMap::from([(1, at(990, 2)), (2, at(995, 1)), (3, at(1000, 0))]);
-        let mut downstream = DownstreamState::default();
         // Product 1's version 1 arrived after its version 2.
-        downstream.last_arrived = BTreeMap::from([(1, at(995, 1)), (2, at(995, 1))]);
-        downstream.arrived_late = 1;
+        let downstream = DownstreamState {
+            last_arrived: BTreeMap::from([(1, at(995, 1)), (2, at(995, 1))]),
+            arrived_late: 1,
+            ..Default::default()
+        };
         let found = ArrivalOrder::of(&downstream, &truth);
         assert_eq!(found.drifted, 1);
         assert_eq!(found.products, 3);
@@ -113,8 +115,7 @@ mod tests {
     #[test]
     fn in_order_arrivals_leave_last_write_wins_right() {
         let truth = BTreeMap::from([(1, at(990, 2))]);
-        let mut downstream = DownstreamState::default();
-        downstream.last_arrived = BTreeMap::from([(1, at(990, 2))]);
+        let downstream = DownstreamState { last_arrived: BTreeMap::from([(1, at(990, 2))]), ..Default::default() };
         let found = ArrivalOrder::of(&downstream, &truth);
         assert_eq!((found.arrived_late, found.drifted, found.example), (0, 0, None));
     }
