@@ -428,19 +428,26 @@ impl<'a> Run<'a> {
         let downstream = live.downstream.as_deref();
         let started = Instant::now();
         let deadline = started + self.plan.tuning.drain_timeout;
+        // One client for every look at the watermarks.
+        let marks = match downstream {
+            Some(_) => {
+                Some(crate::kafka::topic::WatermarkClient::new(&self.infra.kafka, &self.env.topic).map_err(|e| {
+                    Error::refused("Kafka", self.infra.kafka.clone(), "create a client for the topic's watermarks", e)
+                })?)
+            }
+            None => None,
+        };
         loop {
             let published = background.caught_up(&self.env).await;
-            let (consumed, behind) = match downstream {
-                None => (true, None),
-                Some(consumer) => {
-                    match crate::kafka::topic::high_watermarks(&self.infra.kafka, &self.env.topic).await {
-                        Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
-                        Err(e) => {
-                            tracing::debug!("cannot read the topic's high watermarks yet: {e}");
-                            (false, None)
-                        }
+            let (consumed, behind) = match (downstream, &marks) {
+                (Some(consumer), Some(marks)) => match marks.high_watermarks().await {
+                    Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
+                    Err(e) => {
+                        tracing::debug!("cannot read the topic's high watermarks yet: {e}");
+                        (false, None)
                     }
-                }
+                },
+                _ => (true, None),
             };
             let waited_ms = started.elapsed().as_millis() as u64;
             if published && consumed {

@@ -150,26 +150,64 @@ pub async fn advertised_brokers(bootstrap: &str) -> std::result::Result<Vec<Stri
     .await
 }
 
-/// The high watermark (next offset to be written) of every partition.
-pub async fn high_watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, i64>, String> {
-    Ok(watermarks(bootstrap, topic).await?.into_iter().map(|(p, (_low, high))| (p, high)).collect())
+/// A client kept for asking one topic's watermarks again and again (the
+/// drain asks every 100 ms, the checker's read three times). A new client
+/// first bootstraps, about 100 ms on the embedded broker; a kept one asks
+/// over the connections it already has. Each answer is the broker's own
+/// at the time: metadata and ListOffsets are requested every time.
+pub struct WatermarkClient {
+    /// `None` only while being dropped (off the async workers).
+    consumer: Option<std::sync::Arc<BaseConsumer<Quiet>>>,
+    topic: String,
 }
 
-/// Both watermarks of every partition: (low, high) — the first offset the
-/// broker still holds, and the offset the next record will get.
-pub async fn watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
-    let topic = topic.to_string();
-    // One client for the metadata and the watermarks: the drain phase asks
-    // this every 100 ms.
-    with_client(bootstrap, "dualwrite-watermarks", move |consumer| {
-        let mut marks = BTreeMap::new();
-        for p in partitions_of(consumer, &topic)? {
-            let marks_of_p = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
-            marks.insert(p, marks_of_p);
+impl WatermarkClient {
+    pub fn new(bootstrap: &str, topic: &str) -> std::result::Result<WatermarkClient, String> {
+        let consumer: BaseConsumer<Quiet> =
+            consumer_config(bootstrap, "dualwrite-watermarks").create_with_context(Quiet).map_err(|e| e.to_string())?;
+        Ok(WatermarkClient { consumer: Some(std::sync::Arc::new(consumer)), topic: topic.to_string() })
+    }
+
+    /// Both watermarks of every partition: (low, high) — the first offset
+    /// the broker still holds, and the offset the next record will get.
+    pub async fn watermarks(&self) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
+        let consumer = self.consumer.clone().expect("present until dropped");
+        let topic = self.topic.clone();
+        // librdkafka's metadata and offset calls block: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let mut marks = BTreeMap::new();
+            for p in partitions_of(&consumer, &topic)? {
+                let marks_of_p = consumer.fetch_watermarks(&topic, p, ADMIN_TIMEOUT).map_err(|e| e.to_string())?;
+                marks.insert(p, marks_of_p);
+            }
+            Ok(marks)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The high watermark (next offset to be written) of every partition.
+    pub async fn high_watermarks(&self) -> std::result::Result<BTreeMap<i32, i64>, String> {
+        Ok(self.watermarks().await?.into_iter().map(|(p, (_low, high))| (p, high)).collect())
+    }
+}
+
+impl Drop for WatermarkClient {
+    fn drop(&mut self) {
+        // Dropping librdkafka's client joins its threads: off the async
+        // workers when there are any.
+        if let Some(consumer) = self.consumer.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(consumer))),
+                Err(_) => drop(consumer),
+            }
         }
-        Ok(marks)
-    })
-    .await
+    }
+}
+
+/// Both watermarks of every partition, asked by a client of its own.
+pub async fn watermarks(bootstrap: &str, topic: &str) -> std::result::Result<BTreeMap<i32, (i64, i64)>, String> {
+    WatermarkClient::new(bootstrap, topic)?.watermarks().await
 }
 
 /// A consumer assigned to every partition of `topic` from its first offset.
@@ -223,6 +261,17 @@ async fn assign_at(
     from: &BTreeMap<i32, i64>,
 ) -> std::result::Result<StreamConsumer<Quiet>, String> {
     let parts = partitions(bootstrap, topic).await?;
+    assign_partitions(config, topic, parts, from)
+}
+
+/// A consumer assigned to `parts` of `topic`, each at the offset `from`
+/// gives (0 for one it does not name).
+fn assign_partitions(
+    config: ClientConfig,
+    topic: &str,
+    parts: impl IntoIterator<Item = i32>,
+    from: &BTreeMap<i32, i64>,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
     let consumer: StreamConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
     let mut assignment = TopicPartitionList::new();
     // Offset 0, not "the beginning": a run's topic is new, so its log starts
@@ -292,14 +341,15 @@ pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> std::
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + limit);
     let bounded = |what: &'static str| move |_| format!("no answer to {what} within {limit:?}");
-    let first = tokio::time::timeout_at(deadline, watermarks(bootstrap, topic))
+    // One client for every watermark request of the read, and the
+    // partitions it names for the consumer: two clients, not four.
+    let marks = WatermarkClient::new(bootstrap, topic)?;
+    let first = tokio::time::timeout_at(deadline, marks.watermarks())
         .await
         .map_err(bounded("the first watermark request"))??;
     let mut config = consumer_config(bootstrap, "dualwrite-checker");
     config.set("enable.partition.eof", "true");
-    let consumer = tokio::time::timeout_at(deadline, assign(config, bootstrap, topic))
-        .await
-        .map_err(bounded("the partition metadata request"))??;
+    let consumer = assign_partitions(config, topic, first.keys().copied(), &BTreeMap::new())?;
 
     let mut at: BTreeMap<i32, Position> =
         first.iter().map(|(p, (low, _))| (*p, Position { next: *low, end_at: None })).collect();
@@ -314,7 +364,7 @@ pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> std::
     loop {
         let all_at_end = at.values().all(|pos| pos.end_at == Some(pos.next));
         if all_at_end && news_since_recheck {
-            match tokio::time::timeout_at(deadline, watermarks(bootstrap, topic)).await {
+            match tokio::time::timeout_at(deadline, marks.watermarks()).await {
                 Ok(Ok(marks)) => {
                     news_since_recheck = false;
                     let reached = marks.iter().all(|(p, (_, high))| at.get(p).is_some_and(|pos| *high <= pos.next));
@@ -367,7 +417,7 @@ pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> std::
     // (briefly: the time limit has already passed).
     let final_marks = match rechecked {
         Some(marks) if !timed_out => Some(marks),
-        _ => tokio::time::timeout(Duration::from_secs(2), watermarks(bootstrap, topic)).await.ok().and_then(|r| r.ok()),
+        _ => tokio::time::timeout(Duration::from_secs(2), marks.watermarks()).await.ok().and_then(|r| r.ok()),
     };
     // Dropping librdkafka's consumer joins its threads: off the async workers.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
