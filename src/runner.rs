@@ -315,17 +315,20 @@ impl<'a> Run<'a> {
         }
         self.check_interrupt()?;
         self.hold(format!("schema {name}"));
-        let workload = &self.plan.workload;
-        crate::db::create_schema(&self.env.db, &self.namespace.schema, workload.products, workload.initial_stock)
-            .await?;
-        self.created.schema = true;
-        self.check_interrupt()?;
         if self.infra.embedded.is_none() {
             // The embedded broker's topics end with the process; a real one's stay.
             self.hold(format!("topic {name}"));
         }
-        self.infra.create_topic(&self.namespace.topic).await?;
-        self.created.topic = true;
+        // The schema and the topic at once: two services, no order between them.
+        let workload = &self.plan.workload;
+        let (schema, topic) = tokio::join!(
+            crate::db::create_schema(&self.env.db, &self.namespace.schema, workload.products, workload.initial_stock),
+            self.infra.create_topic(&self.namespace.topic)
+        );
+        self.created.schema = schema.is_ok();
+        self.created.topic = topic.is_ok();
+        schema?;
+        topic?;
         self.check_interrupt()?;
         if self.plan.strategy.needs_own_database() {
             self.hold(format!("replication slot {name}"));
@@ -350,19 +353,25 @@ impl<'a> Run<'a> {
         let direct = crate::db::connect_direct(&self.env.db, Some(&self.namespace.schema), 2).await?;
         // The consumer is fetching before the clock starts, so that the
         // event lag it measures is the strategy's, not its own start-up.
-        let ready = if self.plan.strategy.publishes() {
+        let ready = async {
+            if !self.plan.strategy.publishes() {
+                return Ok::<_, Error>(None);
+            }
             let consumer = Downstream::connect(&self.infra.kafka, &self.namespace.topic).await.map_err(|e| {
                 Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e)
             })?;
-            Some(consumer)
-        } else {
-            None
+            Ok(Some(consumer))
         };
-        let background = Background::start(&self.env).await?;
         // The app's pool is lazy, but its producer starts now, before any
         // fault: a running service's would be up before its first order.
-        let app = Arc::new(App::connect(&self.env)?);
-        app.warm_up(WARM_UP).await;
+        let app = async {
+            let app = Arc::new(App::connect(&self.env)?);
+            app.warm_up(WARM_UP).await;
+            Ok::<_, Error>(app)
+        };
+        // The three start side by side: none waits for another.
+        let (ready, background, app) = tokio::join!(ready, Background::start(&self.env), app);
+        let (ready, background, app) = (ready?, background?, app?);
         // The run's clock starts now: everything before was set-up, and the
         // fault schedule, the workload and every latency count from here.
         let clock = Clock::start();
