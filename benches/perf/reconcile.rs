@@ -25,7 +25,7 @@ pub struct Measured {
     pub history_bytes: usize,
     /// Heap the snapshot holds (orders table, topic records, projection).
     pub snapshot_bytes: usize,
-    /// `reconcile` as the runner calls it (the copy of the events included).
+    /// `reconcile` as the runner calls it (taking the events included).
     pub reconcile: Duration,
     /// The most heap the process held during the reconcile, and how much of
     /// it the reconcile itself added on top of the history and snapshot.
@@ -135,12 +135,12 @@ pub fn measure(orders: u64) -> Measured {
     };
     let snapshot_bytes = alloc::current().saturating_sub(before_snapshot);
 
-    // The reconcile, as `Run::reconcile` does it: a copy of the events, then
-    // the pure function over them.
+    // The reconcile, as `Run::reconcile` does it: the events taken from
+    // the history, then the pure function over them.
     let held = alloc::current();
     alloc::reset_peak();
     let started = Instant::now();
-    let events = history.events();
+    let events = history.take();
     let findings = reconcile(&events, &snapshot);
     let took = started.elapsed();
     let peak = alloc::peak();
