@@ -319,17 +319,24 @@ impl History {
 /// run, so how an event is *stored* decides the run's memory. [`Event`] is
 /// the vocabulary — what every reader of the history matches on — and
 /// costs about a hundred bytes (its largest variant, a [`ReadSample`]).
-/// Stored, a writer's event costs 32 bytes:
+/// Stored, a writer's event costs 16 bytes, and the order's details are
+/// kept once:
 ///
 /// - the order's id (16 bytes, repeated in every event of the order) and
 ///   the rest of the [`Order`] are kept once, at the order's `Begin`; its
-///   later events name it by its *slot*, the place of that begin (4 bytes);
-/// - the rare events — reads, probes, crashes, and events of an order that
-///   never began — are kept whole, behind a pointer.
+///   events name it by its *slot*, the place of that begin (4 bytes);
+/// - the time is kept in 4 bytes (milliseconds since the run's clock
+///   started: 49 days' worth);
+/// - what a few events carry — the row's state a `Wrote` reports, the
+///   error a writer was told — goes to a table of its own, and the event
+///   keeps its place there;
+/// - the rare events — reads, probes, crashes — are kept whole, behind a
+///   pointer, and so is any event the compact form cannot hold (an order
+///   that never began, a time past 49 days).
 ///
 /// Reading gives back the very events appended ([`Events::iter`]); the
-/// reconciler also reads the stored form directly ([`write_records`]),
-/// where an event's slot is already the place of its order's record.
+/// fold ([`write_records`]) reads them with their slots, which are the
+/// places of the orders' records: it needs no lookups.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     /// One entry per event, in the order they were appended.
@@ -337,38 +344,67 @@ pub struct Events {
     /// One entry per `Begin`, in order: the order that began. A slot is a
     /// place here.
     orders: Chunked<Order>,
+    /// What each compact `Wrote` reported.
+    afters: Chunked<StockAfter>,
+    /// The error of each compact completion that had one.
+    errors: Vec<Box<str>>,
     /// Each order id's latest begin, for the appends that name the order by
     /// its id.
-    slots: IdMap<u32>,
+    slots: IdMap<Slot>,
 }
 
-/// One event as it is stored (see [`Events`]).
+/// The place of an order's begin among all the begins of a history, and
+/// so of its record among the folded records.
+type Slot = u32;
+
+/// The slot of an event that belongs to no begun order (a read, a probe, a
+/// crash, or a writer's event before its order's begin).
+const NO_SLOT: Slot = Slot::MAX;
+
+/// One event as it is stored (see [`Events`]): 16 bytes. `at` is the
+/// event's time; `after` and `error` are places in [`Events::afters`] and
+/// [`Events::errors`].
 #[derive(Debug, Clone)]
 enum Stored {
     Begin {
-        at: Millis,
-        slot: u32,
+        at: u32,
+        slot: Slot,
     },
     Invoke {
-        at: Millis,
-        slot: u32,
+        at: u32,
+        slot: Slot,
         leg: Leg,
     },
     Wrote {
-        at: Millis,
-        slot: u32,
-        after: StockAfter,
+        at: u32,
+        slot: Slot,
+        after: u32,
     },
+    /// A completion told without an error (every `Ok`).
     Complete {
-        at: Millis,
-        slot: u32,
+        at: u32,
+        slot: Slot,
         leg: Leg,
         outcome: Outcome,
-        error: Option<Box<str>>,
     },
-    /// Reads, probes, crashes; and a writer event of an order with no
-    /// begin before it (never, from the writers), which no record takes.
-    Whole(Box<Event>),
+    /// A completion told with an error.
+    Explained {
+        at: u32,
+        slot: Slot,
+        leg: Leg,
+        outcome: Outcome,
+        error: u32,
+    },
+    /// Any other event, as appended, and its order's slot if it has one.
+    Whole {
+        slot: Slot,
+        event: Box<Event>,
+    },
+}
+
+/// A place in one of the tables, as the stored events keep it.
+fn place(len: usize) -> u32 {
+    u32::try_from(len).expect("fewer than 4 billion entries in a history")
 }
 
 impl Events {
@@ -378,32 +414,45 @@ impl Events {
 
     /// Appends an event.
     pub fn push(&mut self, event: Event) {
-        let stored = match event {
-            Event::Begin { at, order } => {
-                let slot = u32::try_from(self.orders.len()).expect("fewer than 4 billion orders");
+        // The slot of the event's order: a begin takes the next one, and
+        // the order's later events name it.
+        let slot = match &event {
+            Event::Begin { order, .. } => {
+                let slot = place(self.orders.len());
                 self.slots.insert(order.order_id, slot);
-                self.orders.push(order);
-                Stored::Begin { at, slot }
+                self.orders.push(order.clone());
+                slot
             }
-            Event::Invoke { at, order_id, leg } => match self.slots.get(&order_id) {
-                Some(&slot) => Stored::Invoke { at, slot, leg },
-                None => Stored::Whole(Box::new(Event::Invoke { at, order_id, leg })),
+            Event::Invoke { order_id, .. } | Event::Wrote { order_id, .. } | Event::Complete { order_id, .. } => {
+                self.slots.get(order_id).copied().unwrap_or(NO_SLOT)
+            }
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => NO_SLOT,
+        };
+        let at = match &event {
+            Event::Begin { at, .. }
+            | Event::Invoke { at, .. }
+            | Event::Wrote { at, .. }
+            | Event::Complete { at, .. } => u32::try_from(*at).ok(),
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => None,
+        };
+        let stored = match (at, event) {
+            (Some(at), event) if slot != NO_SLOT => match event {
+                Event::Begin { .. } => Stored::Begin { at, slot },
+                Event::Invoke { leg, .. } => Stored::Invoke { at, slot, leg },
+                Event::Wrote { after, .. } => {
+                    self.afters.push(after);
+                    Stored::Wrote { at, slot, after: place(self.afters.len() - 1) }
+                }
+                Event::Complete { leg, told: Told { outcome, error: None }, .. } => {
+                    Stored::Complete { at, slot, leg, outcome }
+                }
+                Event::Complete { leg, told: Told { outcome, error: Some(error) }, .. } => {
+                    self.errors.push(error.into_boxed_str());
+                    Stored::Explained { at, slot, leg, outcome, error: place(self.errors.len() - 1) }
+                }
+                other => Stored::Whole { slot, event: Box::new(other) },
             },
-            Event::Wrote { at, order_id, after } => match self.slots.get(&order_id) {
-                Some(&slot) => Stored::Wrote { at, slot, after },
-                None => Stored::Whole(Box::new(Event::Wrote { at, order_id, after })),
-            },
-            Event::Complete { at, order_id, leg, told } => match self.slots.get(&order_id) {
-                Some(&slot) => Stored::Complete {
-                    at,
-                    slot,
-                    leg,
-                    outcome: told.outcome,
-                    error: told.error.map(String::into_boxed_str),
-                },
-                None => Stored::Whole(Box::new(Event::Complete { at, order_id, leg, told })),
-            },
-            rare => Stored::Whole(Box::new(rare)),
+            (_, event) => Stored::Whole { slot, event: Box::new(event) },
         };
         self.stored.push(stored);
     }
@@ -427,36 +476,55 @@ impl Events {
         self.stored.iter_from(from).map(|stored| self.event(stored))
     }
 
-    /// The events kept whole: every read, probe and crash (and a writer's
-    /// event of an order that never began). The figures that only concern
-    /// readers, probes and crashes scan these and skip the writers' events,
-    /// millions of them.
+    /// The events kept whole: every read, probe and crash (and the rare
+    /// writer's event the compact form could not hold). The figures that
+    /// only concern readers, probes and crashes scan these and skip the
+    /// writers' events, millions of them.
     pub fn whole(&self) -> impl Iterator<Item = &Event> + '_ {
         self.stored.iter_from(0).filter_map(|stored| match stored {
-            Stored::Whole(event) => Some(&**event),
+            Stored::Whole { event, .. } => Some(&**event),
             _ => None,
         })
     }
 
+    /// The events of begun orders, in order, each with its order's slot:
+    /// what the fold reads.
+    fn of_orders(&self) -> impl Iterator<Item = (usize, Event)> + '_ {
+        self.stored.iter_from(0).filter_map(|stored| match stored {
+            Stored::Whole { slot: NO_SLOT, .. } => None,
+            Stored::Begin { slot, .. }
+            | Stored::Invoke { slot, .. }
+            | Stored::Wrote { slot, .. }
+            | Stored::Complete { slot, .. }
+            | Stored::Explained { slot, .. }
+            | Stored::Whole { slot, .. } => Some((*slot as usize, self.event(stored))),
+        })
+    }
+
     /// The order that began at `slot`.
-    fn order(&self, slot: u32) -> &Order {
+    fn order(&self, slot: Slot) -> &Order {
         self.orders.get(slot as usize)
     }
 
     /// A stored event as it was appended.
     fn event(&self, stored: &Stored) -> Event {
-        let order_id = |slot: u32| self.order(slot).order_id;
-        match stored {
-            Stored::Begin { at, slot } => Event::Begin { at: *at, order: self.order(*slot).clone() },
-            Stored::Invoke { at, slot, leg } => Event::Invoke { at: *at, order_id: order_id(*slot), leg: *leg },
-            Stored::Wrote { at, slot, after } => Event::Wrote { at: *at, order_id: order_id(*slot), after: *after },
-            Stored::Complete { at, slot, leg, outcome, error } => Event::Complete {
-                at: *at,
-                order_id: order_id(*slot),
-                leg: *leg,
-                told: Told { outcome: *outcome, error: error.as_deref().map(String::from) },
+        let order_id = |slot: Slot| self.order(slot).order_id;
+        match *stored {
+            Stored::Begin { at, slot } => Event::Begin { at: at.into(), order: self.order(slot).clone() },
+            Stored::Invoke { at, slot, leg } => Event::Invoke { at: at.into(), order_id: order_id(slot), leg },
+            Stored::Wrote { at, slot, after } => {
+                Event::Wrote { at: at.into(), order_id: order_id(slot), after: *self.afters.get(after as usize) }
+            }
+            Stored::Complete { at, slot, leg, outcome } => {
+                Event::Complete { at: at.into(), order_id: order_id(slot), leg, told: Told { outcome, error: None } }
+            }
+            Stored::Explained { at, slot, leg, outcome, error } => Event::Complete {
+                at: at.into(),
+                order_id: order_id(slot),
+                leg,
+                told: Told { outcome, error: Some(self.errors[error as usize].to_string()) },
             },
-            Stored::Whole(event) => (**event).clone(),
+            Stored::Whole { ref event, .. } => (**event).clone(),
         }
     }
 }
@@ -493,7 +561,7 @@ struct Chunked<T> {
     last: Vec<T>,
 }
 
-/// Items per chunk: half a megabyte of stored events.
+/// Items per chunk: a quarter of a megabyte of stored events.
 const CHUNK: usize = 1 << 14;
 
 impl<T> Default for Chunked<T> {
@@ -676,18 +744,17 @@ impl WriteRecord {
 /// in begin order.
 pub fn write_records(events: &Events) -> Vec<WriteRecord> {
     let mut records: Vec<WriteRecord> = Vec::with_capacity(events.orders.len());
-    for stored in events.stored.iter_from(0) {
-        match stored {
-            Stored::Begin { at, slot } => {
-                debug_assert_eq!(*slot as usize, records.len(), "slots are given in begin order");
-                let order = events.order(*slot).clone();
-                records.push(WriteRecord { order, begun_at: *at, after: None, legs: Legs::new() });
+    for (slot, event) in events.of_orders() {
+        match event {
+            Event::Begin { at, order } => {
+                debug_assert_eq!(slot, records.len(), "slots are given in begin order");
+                records.push(WriteRecord { order, begun_at: at, after: None, legs: Legs::new() });
             }
-            Stored::Invoke { at, slot, leg } => {
-                records[*slot as usize].legs.insert(
-                    *leg,
+            Event::Invoke { at, leg, .. } => {
+                records[slot].legs.insert(
+                    leg,
                     LegRecord {
-                        invoked_at: *at,
+                        invoked_at: at,
                         completed_at: None,
                         // Unknown unless a completion follows; the reason
                         // is written below, for the legs that stay so.
@@ -695,17 +762,16 @@ pub fn write_records(events: &Events) -> Vec<WriteRecord> {
                     },
                 );
             }
-            Stored::Wrote { slot, after, .. } => records[*slot as usize].after = Some(*after),
-            Stored::Complete { at, slot, leg, outcome, error } => {
+            Event::Wrote { after, .. } => records[slot].after = Some(after),
+            Event::Complete { at, leg, told, .. } => {
                 // A completion counts only for a leg that was invoked.
-                if let Some(leg) = records[*slot as usize].legs.get_mut(leg) {
-                    leg.completed_at = Some(*at);
-                    leg.told = Told { outcome: *outcome, error: error.as_deref().map(String::from) };
+                if let Some(leg) = records[slot].legs.get_mut(&leg) {
+                    leg.completed_at = Some(at);
+                    leg.told = told;
                 }
             }
-            // Readers, probes and crashes are not an order's; a writer
-            // event before its order's begin has no record to go to.
-            Stored::Whole(_) => {}
+            // Not an order's (of_orders gives none of these).
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => {}
         }
     }
     // An order begun twice (never, from the writers) keeps its first place
@@ -812,6 +878,28 @@ mod tests {
         let records = write_records(&events);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].legs.len(), 0, "the invoke before the begin belongs to no record");
+    }
+
+    #[test]
+    fn a_stored_event_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Stored>(), 16);
+    }
+
+    #[test]
+    fn what_the_compact_form_cannot_hold_is_kept_whole_and_still_folded() {
+        let id = Uuid::from_u128(1);
+        let late = u64::from(u32::MAX) + 1;
+        let appended = vec![
+            Event::Begin { at: 1, order: order(1) },
+            Event::Invoke { at: late, order_id: id, leg: Leg::Db },
+            Event::Complete { at: late + 1, order_id: id, leg: Leg::Db, told: Told::fail("refused") },
+        ];
+        let events = Events::from(appended.clone());
+        assert_eq!(events.iter().collect::<Vec<_>>(), appended);
+        assert_eq!(events.whole().count(), 2, "times past 49 days are kept whole");
+        let records = write_records(&events);
+        assert_eq!(records[0].legs[&Leg::Db].invoked_at, late);
+        assert_eq!(records[0].legs[&Leg::Db].told, Told::fail("refused"));
     }
 
     #[test]
