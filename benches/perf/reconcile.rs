@@ -90,7 +90,10 @@ pub fn measure(orders: u64) -> Measured {
         }
         placed.push((order, after));
     }
-    let history_bytes = alloc::current() - base;
+    // The generator's own list of what it placed is not the history's: it
+    // is counted out here, and dropped before the snapshot is measured.
+    let placed_bytes = placed.capacity() * std::mem::size_of::<(Order, StockAfter)>();
+    let history_bytes = alloc::current() - base - placed_bytes;
 
     // The snapshot that matches it: every order committed, on the topic
     // once, in its product's partition, and seen by the consumer.
@@ -133,7 +136,7 @@ pub fn measure(orders: u64) -> Measured {
         backlog: None,
         drain: DrainReport::complete(0),
     };
-    let snapshot_bytes = alloc::current().saturating_sub(before_snapshot);
+    let snapshot_bytes = (alloc::current() + placed_bytes).saturating_sub(before_snapshot);
 
     // The reconcile, as `Run::reconcile` does it: the events taken from
     // the history, then the pure function over them.
