@@ -45,8 +45,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{write_records, Events, IdMap, Leg, Millis, OrderId, StockAfter};
-use crate::snapshot::{OrderRow, Snapshot};
+use crate::history::{write_records, Events, IdSet, Leg, Millis, OrderId, StockAfter};
+use crate::snapshot::Snapshot;
+// The hand-built tests (`tests.rs`, `use super::*`) build order rows.
+#[cfg(test)]
+use crate::snapshot::OrderRow;
 
 mod evidence;
 mod figures;
@@ -375,7 +378,7 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
     let evidence = evidence::assess(snapshot);
 
     // Ground truth: the orders table.
-    let committed: IdMap<&OrderRow> = snapshot.orders.iter().map(|o| (o.order_id, o)).collect();
+    let committed: IdSet = snapshot.orders.iter().map(|o| o.order_id).collect();
     let truth: BTreeMap<i32, StockAfter> = snapshot
         .stock
         .iter()
@@ -396,7 +399,7 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
         Some(Ok(read)) => Some(read),
         _ => None,
     };
-    let on_topic = read.map(|r| topic::deliveries(&r.records));
+    let on_topic = read.map(|r| topic::delivered(&r.records));
 
     // Legs that happened although the writer was told otherwise.
     let (recovered, false_failure) = topic::legs(&records, &committed, on_topic.as_ref(), evidence.topic_incomplete);
@@ -406,7 +409,7 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
     // The topic against the orders table. A topic that could not be read
     // at all still has these anomalies — unknown, not "does not apply".
     if snapshot.topic.is_some() {
-        let empty = IdMap::default();
+        let empty = IdSet::default();
         anomalies.insert(Anomaly::Lost, topic::lost(&snapshot.orders, on_topic.as_ref().unwrap_or(&empty)));
         let (ghost, duplicate, reordered) = read.map(|r| topic::walk_topic(&r.records, &committed)).unwrap_or_default();
         anomalies.insert(Anomaly::Ghost, ghost);
