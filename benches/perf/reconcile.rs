@@ -4,11 +4,11 @@
 //! make, and a snapshot that matches it. Time and memory come from the
 //! counting allocator (`alloc.rs`) and the wall clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dualwrite::event::StockChanged;
-use dualwrite::history::{Clock, History, Leg, Order, ReadSample, StockAfter, Told};
+use dualwrite::history::{Clock, History, IdMap, Leg, Order, ReadSample, StockAfter, Told};
 use dualwrite::reconcile::{reconcile, Verdict};
 use dualwrite::snapshot::{DownstreamState, DrainReport, OrderRow, Snapshot, StockRow, TopicRead, TopicRecord};
 use uuid::Uuid;
@@ -101,7 +101,7 @@ pub fn measure(orders: u64) -> Measured {
     let mut rows = Vec::with_capacity(placed.len());
     let mut records = Vec::with_capacity(placed.len());
     let mut next_offset = [0i64; PRODUCTS as usize];
-    let mut first_seen = HashMap::with_capacity(placed.len());
+    let mut first_seen = IdMap::with_capacity_and_hasher(placed.len(), Default::default());
     for (order, after) in &placed {
         let p = (order.product_id - 1) as usize;
         rows.push(OrderRow {
