@@ -31,6 +31,10 @@ pub struct Measured {
     /// it the reconcile itself added on top of the history and snapshot.
     pub peak_bytes: usize,
     pub reconcile_extra_bytes: usize,
+    /// How long the reconcile ran on a CPU (Linux's schedstat; `None`
+    /// elsewhere): on a machine whose cores are shared, the wall time also
+    /// counts the time it waited for one.
+    pub reconcile_on_cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -51,6 +55,13 @@ fn id(n: u64) -> Uuid {
         z ^ (z >> 31)
     };
     Uuid::from_u64_pair(mix(2 * n), mix(2 * n + 1))
+}
+
+/// Nanoseconds this thread has run on a CPU (the first field of
+/// `/proc/thread-self/schedstat`), where Linux says.
+fn on_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
 }
 
 /// Generates `orders` orders, reconciles them, and says what it took.
@@ -143,9 +154,11 @@ pub fn measure(orders: u64) -> Measured {
     let held = alloc::current();
     alloc::reset_peak();
     let started = Instant::now();
+    let cpu_before = on_cpu();
     let events = history.take();
     let findings = reconcile(&events, &snapshot);
     let took = started.elapsed();
+    let reconcile_on_cpu = on_cpu().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     let peak = alloc::peak();
     // Not a timing assertion: the generated run is consistent by
     // construction, so anything else means the generator is wrong and the
@@ -160,5 +173,6 @@ pub fn measure(orders: u64) -> Measured {
         reconcile: took,
         peak_bytes: peak - base,
         reconcile_extra_bytes: peak - held,
+        reconcile_on_cpu,
     }
 }
