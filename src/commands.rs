@@ -133,7 +133,7 @@ async fn execute(
     let Inputs { command, scenario, schedule, workload, tuning } = inputs;
     // Before anything starts: a load the embedded broker would outgrow.
     if services.brokers.is_none() && services.toxiproxy.is_none() {
-        embedded_capacity(&workload)?;
+        embedded_capacity(&workload, schedule.knobs.event_key)?;
     }
     // Redis is reached before anything is started, when a strategy needs it.
     if strategies.iter().any(|s| s.caches()) {
@@ -318,11 +318,12 @@ pub fn exit_code(runs: impl IntoIterator<Item = (Verdict, bool)>) -> i32 {
 /// Refuses a workload the embedded broker could not hold whole: it deletes a
 /// partition's oldest records beyond its capacity, and the run would report
 /// them as missing evidence instead of a verdict.
-fn embedded_capacity(workload: &Workload) -> Result<()> {
+fn embedded_capacity(workload: &Workload, key: crate::event::EventKey) -> Result<()> {
     use crate::kafka::embedded::{capacity_check, longest_duration, Load};
     use crate::kafka::topic::PARTITIONS;
     let of = |duration| {
         Load::of_beats(workload.writer_tasks, workload.writers, duration, workload.products, workload.initial_stock)
+            .keyed_by(key)
     };
     capacity_check(&of(workload.duration), PARTITIONS).map_err(|mut e| {
         e.longest = longest_duration(PARTITIONS, of);

@@ -7,9 +7,20 @@
 //! it. What it cannot fix is an event that never arrives (a lost event) or
 //! one that should not exist (a ghost); projection drift measures that.
 //!
+//! Beside it, the consumer keeps what a naive one would hold: the last event
+//! to arrive for each product, whatever its version (last write wins). The
+//! two agree as long as each product's events arrive in order, which Kafka
+//! promises within a partition only: keyed by the wrong id, or redelivered,
+//! they don't, and the reconciler shows what the version check saved.
+//!
 //! Readers sample its projection during the run ("db: 977 vs topic: 981"),
 //! the drain phase waits for it to catch up, and the reconciler compares its
 //! final state with the database.
+//!
+//! A scenario can crash it (`component = "consumer"`): it stops fetching, and
+//! its restart resumes at the offsets it had reached, with its projection
+//! intact, as a service that stores both in one transaction does. What it
+//! then reads is a backlog, fetched a partition's worth at a time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -40,13 +51,21 @@ struct Shared {
 pub struct ReadyConsumer {
     consumer: StreamConsumer<crate::kafka::quiet::Quiet>,
     shared: Arc<Mutex<Shared>>,
+    bootstrap: String,
+    topic: String,
 }
 
 impl ReadyConsumer {
     /// Starts recording what arrives, on the run's clock.
     pub fn start(self, clock: Clock) -> Downstream {
         let task = tokio::spawn(consume(self.consumer, self.shared.clone(), clock));
-        Downstream { shared: self.shared, task }
+        Downstream {
+            shared: self.shared,
+            task: Mutex::new(Some(task)),
+            bootstrap: self.bootstrap,
+            topic: self.topic,
+            clock,
+        }
     }
 }
 
@@ -54,7 +73,12 @@ impl ReadyConsumer {
 #[derive(Debug)]
 pub struct Downstream {
     shared: Arc<Mutex<Shared>>,
-    task: JoinHandle<()>,
+    /// The fetching task; `None` while a scenario has the consumer crashed.
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// Where a restart connects again.
+    bootstrap: String,
+    topic: String,
+    clock: Clock,
 }
 
 impl Downstream {
@@ -89,7 +113,34 @@ impl Downstream {
         if tokio::time::timeout(std::time::Duration::from_secs(5), ready).await.is_err() {
             tracing::warn!("the downstream consumer was not fetching every partition after 5 s; starting anyway");
         }
-        Ok(ReadyConsumer { consumer, shared })
+        Ok(ReadyConsumer { consumer, shared, bootstrap: bootstrap.to_string(), topic: topic_name.to_string() })
+    }
+
+    /// A scenario's consumer crash: it stops fetching at once. What it
+    /// holds (its projection, and how far it has read) stays, as it would in
+    /// the consumer's own database.
+    pub fn crash(&self) {
+        if let Some(task) = self.task.lock().expect("consumer task mutex poisoned").take() {
+            task.abort();
+        }
+    }
+
+    /// Restarts a crashed consumer where it left off: a new client, assigned
+    /// each partition at the offset after the last record it took in. Its
+    /// first fetches bring the backlog, each partition's share in one piece.
+    pub async fn restart(&self) -> Result<(), String> {
+        let from = {
+            let mut shared = self.shared.lock().expect("consumer mutex poisoned");
+            // An end signalled to the old client says nothing of the new one.
+            shared.end_at.clear();
+            shared.next_offsets.clone()
+        };
+        let consumer = topic::assign_at_with_eof(&self.bootstrap, &self.topic, "dualwrite-downstream", &from).await?;
+        let task = tokio::spawn(consume(consumer, self.shared.clone(), self.clock));
+        if let Some(old) = self.task.lock().expect("consumer task mutex poisoned").replace(task) {
+            old.abort();
+        }
+        Ok(())
     }
 
     /// What the consumer believes about one product right now.
@@ -136,7 +187,7 @@ impl Downstream {
 
 impl Drop for Downstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.crash();
     }
 }
 
@@ -150,8 +201,15 @@ fn record(shared: &Mutex<Shared>, message: &impl Message, clock: Clock) {
     shared.state.records += 1;
     let Ok(event) = record.event else { return };
     shared.state.first_seen.entry(event.order_id).or_insert(at);
+    let held = shared.state.projection.get(&event.product_id).copied();
+    // The naive consumer beside this one believes whatever came last; an
+    // older version than one already delivered takes it back in time.
+    if held.is_some_and(|held| event.version < held.version) {
+        shared.state.arrived_late += 1;
+    }
+    shared.state.last_arrived.insert(event.product_id, event.after());
     // Idempotent by version: only a newer version changes the view.
-    let newer = shared.state.projection.get(&event.product_id).is_none_or(|held| event.version > held.version);
+    let newer = held.is_none_or(|held| event.version > held.version);
     if newer {
         shared.state.projection.insert(event.product_id, event.after());
     } else {

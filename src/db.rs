@@ -297,12 +297,13 @@ impl AppDb {
         &self,
         tx: &mut PgConnection,
         event: &crate::event::StockChanged,
+        key: crate::event::EventKey,
     ) -> Result<(), DbError> {
         bounded(
             self.timeout,
             sqlx::query(include_str!("../sql/outbox_insert.sql"))
                 .bind(event.order_id)
-                .bind(event.key())
+                .bind(event.key(key))
                 .bind(sqlx::types::Json(event))
                 .execute(&mut *tx),
         )

@@ -1,4 +1,5 @@
-//! The event every strategy announces: `StockChanged`, keyed by product.
+//! The event every strategy announces: `StockChanged`, keyed by product
+//! (unless a scenario chooses the wrong key on purpose: [`EventKey`]).
 //!
 //! The value is JSON and carries the order id, so that anyone can count the
 //! topic with a console consumer (`tansu cat consume <topic> | jq '.[].value.order_id'`,
@@ -8,6 +9,29 @@
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Order, OrderId, StockAfter};
+
+/// What an event's record key is, and so which events share a partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKey {
+    /// The product: the entity whose state the event changes. The right key.
+    #[default]
+    Product,
+    /// The order: a key of its own for every event, so one product's events
+    /// land in several partitions (the `wrong-key` scenario's mistake).
+    Order,
+}
+
+impl EventKey {
+    pub const ALL: [EventKey; 2] = [EventKey::Product, EventKey::Order];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKey::Product => "product",
+            EventKey::Order => "order",
+        }
+    }
+}
 
 /// A product's stock changed because of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,10 +58,16 @@ impl StockChanged {
         }
     }
 
-    /// The record key: the product id, so that one product's events share a
-    /// partition and keep their order.
-    pub fn key(&self) -> String {
-        self.product_id.to_string()
+    /// The record key. Kafka keeps order only within a partition, and a
+    /// record's key decides its partition: keyed by the product id (the
+    /// entity the event changes), one product's events share a partition and
+    /// arrive in the order they were written. Keyed by the order id, they
+    /// spread over every partition and nothing keeps their order.
+    pub fn key(&self, by: EventKey) -> String {
+        match by {
+            EventKey::Product => self.product_id.to_string(),
+            EventKey::Order => self.order_id.to_string(),
+        }
     }
 
     pub fn to_json(&self) -> Vec<u8> {

@@ -365,6 +365,7 @@ impl LiveTracker {
                 Component::Connector => {
                     matches!(view.strategy, Strategy::Cdc | Strategy::OutboxCdc | Strategy::CacheCdc)
                 }
+                Component::Consumer => view.strategy.publishes(),
             };
             if applies && c.at <= at && at < c.at + c.restart_after {
                 faults.push(ActiveFault {

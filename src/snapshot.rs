@@ -297,6 +297,16 @@ pub struct DownstreamState {
     /// arrived late. What idempotency by version discarded.
     #[serde(default)]
     pub discarded: u64,
+    /// Per product, the last event to arrive, whatever its version: what a
+    /// consumer that applies events in arrival order (last write wins)
+    /// would hold. Kept beside the projection to show what the version
+    /// check saves.
+    #[serde(default)]
+    pub last_arrived: BTreeMap<i32, StockAfter>,
+    /// Deliveries of a version older than the newest one already delivered
+    /// for its product: each moved the last-write-wins view back in time.
+    #[serde(default)]
+    pub arrived_late: u64,
 }
 
 /// What a relay or connector has not published.

@@ -29,7 +29,7 @@ use futures::future::join_all;
 use futures::FutureExt;
 
 use dualwrite::config::{Tuning, Workload};
-use dualwrite::event::StockChanged;
+use dualwrite::event::{EventKey, StockChanged};
 use dualwrite::history::{write_records, Clock, Event, Events, History, Leg, OrderId, Outcome, StockAfter};
 use dualwrite::kafka::topic::PARTITIONS;
 use dualwrite::links;
@@ -255,7 +255,9 @@ async fn messages_queued_in_a_crashed_producer_are_never_sent() {
 
         // The first poll of a publish hands the message to librdkafka, which
         // queues it for a broker it cannot reach: pending, not refused.
-        let records = |events: &[StockChanged]| events.iter().map(|e| (e.key(), e.to_json())).collect::<Vec<_>>();
+        let records = |events: &[StockChanged]| {
+            events.iter().map(|e| (e.key(EventKey::Product), e.to_json())).collect::<Vec<_>>()
+        };
         let (lost_records, kept_records) = (records(&lost), records(&kept));
         let mut lost_sends = Vec::new();
         for (key, payload) in &lost_records {

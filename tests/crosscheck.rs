@@ -9,9 +9,10 @@
 //! (`tests/recount.py`), reading every partition until the broker reports
 //! its end — and every figure must match the report.
 //!
-//! Three runs, one per kind of anomaly the recount must see: naive under
+//! Four runs, one per kind of anomaly the recount must see: naive under
 //! kafka-resets (lost events), publish-in-tx under postgres-resets (ghosts),
-//! outbox under relay-crash (duplicates). Each asserts that its anomaly did
+//! outbox under relay-crash (duplicates), naive under wrong-key
+//! (reorderings, and every record's key). Each asserts that its anomaly did
 //! occur, so a run that happened to show none cannot pass for a recount.
 //!
 //! The same set-up shows that Ctrl-C in the middle of a fault window leaves
@@ -48,10 +49,20 @@ fn python() -> String {
     "python3".to_string()
 }
 
+/// One record as the console consumer printed it.
+struct Recounted {
+    partition: i64,
+    offset: i64,
+    key: String,
+    order_id: String,
+    product_id: i64,
+    version: i64,
+}
+
 /// Every record of `topic`, read by `tests/recount.py` (confluent-kafka)
 /// through the proxy's kafka link from offset 0 until every partition
-/// reported its end: the order id of each, in partition and offset order.
-fn console_consumer(broker: SocketAddr, topic: &str) -> Vec<String> {
+/// reported its end, in partition and offset order.
+fn console_consumer(broker: SocketAddr, topic: &str) -> Vec<Recounted> {
     let started = Instant::now();
     let output = Command::new(python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/recount.py"))
@@ -64,19 +75,48 @@ fn console_consumer(broker: SocketAddr, topic: &str) -> Vec<String> {
         "recount.py could not read {topic} to its end (is confluent-kafka installed? `make setup-tests`): {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut ids = Vec::new();
+    let mut records = Vec::new();
     let mut ended = false;
     for line in String::from_utf8(output.stdout).unwrap().lines() {
         let record: serde_json::Value = serde_json::from_str(line).expect("recount.py prints JSON lines");
         if let Some(end) = record.get("end") {
             ended = true;
-            eprintln!("recount: {topic}: {} records, ends {end}, in {:?}", ids.len(), started.elapsed());
+            eprintln!("recount: {topic}: {} records, ends {end}, in {:?}", records.len(), started.elapsed());
             continue;
         }
-        ids.push(record["value"]["order_id"].as_str().expect("every value carries the order id").to_string());
+        let value = &record["value"];
+        records.push(Recounted {
+            partition: record["partition"].as_i64().unwrap(),
+            offset: record["offset"].as_i64().unwrap(),
+            key: record["key"].as_str().unwrap_or_default().to_string(),
+            order_id: value["order_id"].as_str().expect("every value carries the order id").to_string(),
+            product_id: value["product_id"].as_i64().expect("and the product id"),
+            version: value["version"].as_i64().expect("and the version"),
+        });
     }
     assert!(ended, "recount.py did not report the partitions' ends");
-    ids
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// Reorderings, recounted: walking the records partition by partition, first
+/// deliveries whose version is below one already seen for the product.
+fn reordered(records: &[Recounted]) -> u64 {
+    let mut first = HashSet::new();
+    let mut highest: HashMap<i64, i64> = HashMap::new();
+    let mut count = 0;
+    for r in records {
+        if !first.insert(r.order_id.as_str()) {
+            continue;
+        }
+        let top = highest.entry(r.product_id).or_insert(i64::MIN);
+        if r.version < *top {
+            count += 1;
+        } else {
+            *top = r.version;
+        }
+    }
+    count
 }
 
 /// Runs `dualwrite run` against `world`, then recounts lost, ghost and
@@ -107,20 +147,28 @@ fn run_and_recount(world: &ExternalProxy, args: &[&str]) -> serde_json::Value {
     // The topic, counted by another Kafka client.
     let records = console_consumer(world.kafka_link, topic);
     let mut seen: HashMap<&str, u64> = HashMap::new();
-    for id in &records {
-        *seen.entry(id).or_default() += 1;
+    for r in &records {
+        *seen.entry(&r.order_id).or_default() += 1;
     }
     let lost = committed.iter().filter(|id| !seen.contains_key(id.as_str())).count() as u64;
     let ghost = seen.keys().filter(|id| !committed.contains(**id)).count() as u64;
     let duplicate = records.len() as u64 - seen.len() as u64;
     let anomalies = run["anomalies"].clone();
+    let reordered = reordered(&records);
     eprintln!(
-        "{args:?}: psql {} committed; recount {} records: lost {lost}, ghost {ghost}, duplicate {duplicate}; \
-         dualwrite: {anomalies}",
+        "{args:?}: psql {} committed; recount {} records: lost {lost}, ghost {ghost}, duplicate {duplicate}, \
+         reordered {reordered}; dualwrite: {anomalies}",
         committed.len(),
         records.len()
     );
+    // The key each record was given: the product, or the order (wrong-key).
+    let by_order = args.contains(&"wrong-key");
+    for r in &records {
+        let expected = if by_order { r.order_id.clone() } else { r.product_id.to_string() };
+        assert_eq!(r.key, expected, "the key of partition {} offset {}, {args:?}", r.partition, r.offset);
+    }
     assert_eq!(lost, anomalies["lost"].as_u64().unwrap(), "lost, {args:?}");
+    assert_eq!(reordered, anomalies["reordered"].as_u64().unwrap(), "reordered, {args:?}");
     assert_eq!(ghost, anomalies["ghost"].as_u64().unwrap(), "ghost, {args:?}");
     assert_eq!(duplicate, anomalies["duplicate"].as_u64().unwrap(), "duplicate, {args:?}");
     // The examples are real order ids of the class they illustrate.
@@ -192,6 +240,22 @@ async fn duplicates_match_psql_and_a_console_consumer() {
     .unwrap();
     assert!(anomalies["duplicate"].as_u64().unwrap() > 0, "relay-crash should duplicate outbox events: {anomalies}");
     assert_eq!(anomalies["lost"].as_u64(), Some(0), "the outbox loses nothing: {anomalies}");
+}
+
+/// naive under wrong-key, on tansu: events keyed by order, reorderings the
+/// recount finds too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorderings_match_a_console_consumer() {
+    let world = ExternalProxy::start().await;
+    let anomalies = tokio::task::spawn_blocking(move || {
+        let anomalies = run_and_recount(&world, &["naive", "--scenario", "wrong-key", "--seed", "1"]);
+        drop(world);
+        anomalies
+    })
+    .await
+    .unwrap();
+    assert!(anomalies["reordered"].as_u64().unwrap() > 0, "wrong-key should reorder naive's events: {anomalies}");
+    assert_eq!(anomalies["projection_drift"].as_u64(), Some(0), "the version check absorbs it: {anomalies}");
 }
 
 /// Ctrl-C during a fault window: the run heals the (external) proxy before

@@ -101,6 +101,7 @@ async fn a_row_committed_late_with_a_lower_seq_is_published() {
         db.insert_outbox(
             &mut early_tx,
             &StockChanged::new(&early, StockAfter { quantity: INITIAL_STOCK - 1, version: 1 }),
+            dualwrite::event::EventKey::Product,
         )
         .await
         .unwrap();

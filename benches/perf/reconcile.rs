@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use dualwrite::event::StockChanged;
+use dualwrite::event::{EventKey, StockChanged};
 use dualwrite::history::{Clock, History, IdMap, Leg, Order, ReadSample, StockAfter, Told};
 use dualwrite::reconcile::{reconcile, Verdict};
 use dualwrite::snapshot::{DownstreamState, DrainReport, OrderRow, Snapshot, StockRow, TopicRead, TopicRecord};
@@ -126,7 +126,7 @@ pub fn measure(orders: u64) -> Measured {
         records.push(TopicRecord {
             partition: p as i32,
             offset: next_offset[p],
-            key: Some(event.key()),
+            key: Some(event.key(EventKey::Product)),
             event: Ok(event),
         });
         next_offset[p] += 1;
@@ -143,7 +143,14 @@ pub fn measure(orders: u64) -> Measured {
         stock,
         topic: Some(Ok(TopicRead::assumed_complete(records, PRODUCTS))),
         cache: None,
-        downstream: Some(DownstreamState { projection, first_seen, records: orders, discarded: 0 }),
+        downstream: Some(DownstreamState {
+            last_arrived: projection.clone(),
+            projection,
+            first_seen,
+            records: orders,
+            discarded: 0,
+            arrived_late: 0,
+        }),
         backlog: None,
         drain: DrainReport::complete(0),
     };

@@ -28,7 +28,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka_sys as rdsys;
 
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,9 @@ pub struct Load {
     pub products: u32,
     /// Units each product starts with (bounds the width of a quantity).
     pub initial_stock: i64,
+    /// What the record key is: products share partitions unevenly, orders
+    /// spread evenly over them.
+    pub key: EventKey,
 }
 
 impl Load {
@@ -88,7 +91,12 @@ impl Load {
     /// placed.
     pub fn of_beats(writer_tasks: u32, every: Duration, duration: Duration, products: u32, initial_stock: i64) -> Load {
         let per_writer = (duration.as_nanos() / every.as_nanos().max(1)) as u64 + 1;
-        Load { orders: per_writer.saturating_mul(writer_tasks as u64), products, initial_stock }
+        Load { orders: per_writer.saturating_mul(writer_tasks as u64), products, initial_stock, key: EventKey::Product }
+    }
+
+    /// The same load with its events keyed by `key`.
+    pub fn keyed_by(self, key: EventKey) -> Load {
+        Load { key, ..self }
     }
 
     /// The widest event of this load, as JSON: the value at its longest.
@@ -109,22 +117,32 @@ impl Load {
     pub fn widest_record_bytes(&self) -> u64 {
         let widest = self.widest_event();
         let value = widest.to_json().len() as u64 + JSONB_SPACING_BYTES;
-        BATCH_HEADER_BYTES + RECORD_FIELD_BYTES + widest.key().len() as u64 + value
+        BATCH_HEADER_BYTES + RECORD_FIELD_BYTES + widest.key(self.key).len() as u64 + value
     }
 
     /// An upper bound on the orders that land on the busiest of
     /// `partitions`: products are drawn uniformly by the seeded generator,
     /// so a partition holding `k` of `products` keys receives a binomial
     /// share of the orders; this allows for [`DRAW_SIGMAS`] deviations.
+    /// Keyed by order, every order is a key of its own: the busiest
+    /// partition's share is one partition's.
     fn busiest_partition_orders(&self, partitions: i32) -> u64 {
+        let share = match self.key {
+            EventKey::Product => self.busiest_share_of_products(partitions),
+            EventKey::Order => 1.0 / partitions.max(1) as f64,
+        };
+        let n = self.orders as f64;
+        let bound = n * share + DRAW_SIGMAS * (n * share * (1.0 - share)).sqrt() + DRAW_SIGMAS;
+        (bound.ceil() as u64).min(self.orders)
+    }
+
+    /// The share of the products whose key lands on the busiest partition.
+    fn busiest_share_of_products(&self, partitions: i32) -> f64 {
         let mut keys_on = vec![0u32; partitions.max(1) as usize];
         for product in 1..=self.products as i32 {
             keys_on[partition_of(product.to_string().as_bytes(), partitions) as usize] += 1;
         }
-        let share = *keys_on.iter().max().unwrap_or(&0) as f64 / self.products.max(1) as f64;
-        let n = self.orders as f64;
-        let bound = n * share + DRAW_SIGMAS * (n * share * (1.0 - share)).sqrt() + DRAW_SIGMAS;
-        (bound.ceil() as u64).min(self.orders)
+        *keys_on.iter().max().unwrap_or(&0) as f64 / self.products.max(1) as f64
     }
 }
 
@@ -342,7 +360,7 @@ mod tests {
     }
 
     fn load(orders_per_s: u64, seconds: u64, products: u32) -> Load {
-        Load { orders: orders_per_s * seconds, products, initial_stock: 1000 }
+        Load { orders: orders_per_s * seconds, products, initial_stock: 1000, key: EventKey::Product }
     }
 
     #[test]

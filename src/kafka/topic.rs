@@ -194,10 +194,33 @@ pub async fn assign_from_beginning_with_eof(
     assign(config, bootstrap, topic).await
 }
 
+/// Like [`assign_from_beginning_with_eof`], but each partition from the
+/// offset `from` gives (0 for one it does not name): a consumer that
+/// resumes where it left off.
+pub async fn assign_at_with_eof(
+    bootstrap: &str,
+    topic: &str,
+    client_id: &str,
+    from: &BTreeMap<i32, i64>,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
+    let mut config = consumer_config(bootstrap, client_id);
+    config.set("enable.partition.eof", "true");
+    assign_at(config, bootstrap, topic, from).await
+}
+
 async fn assign(
     config: ClientConfig,
     bootstrap: &str,
     topic: &str,
+) -> std::result::Result<StreamConsumer<Quiet>, String> {
+    assign_at(config, bootstrap, topic, &BTreeMap::new()).await
+}
+
+async fn assign_at(
+    config: ClientConfig,
+    bootstrap: &str,
+    topic: &str,
+    from: &BTreeMap<i32, i64>,
 ) -> std::result::Result<StreamConsumer<Quiet>, String> {
     let parts = partitions(bootstrap, topic).await?;
     let consumer: StreamConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
@@ -209,7 +232,8 @@ async fn assign(
     // falls back to the earliest it still has (`auto.offset.reset`), and the
     // snapshot names the deletion from the first offset it was served.
     for p in parts {
-        assignment.add_partition_offset(topic, p, Offset::Offset(0)).map_err(|e| e.to_string())?;
+        let offset = from.get(&p).copied().unwrap_or(0);
+        assignment.add_partition_offset(topic, p, Offset::Offset(offset)).map_err(|e| e.to_string())?;
     }
     consumer.assign(&assignment).map_err(|e| e.to_string())?;
     Ok(consumer)

@@ -40,6 +40,7 @@
 //! | `topic.rs`    | the topic against the orders table; the legs writers were wrong about |
 //! | `figures.rs`  | latencies, the pool probe, stale reads |
 //! | `in_doubt.rs` | two-phase: orders in doubt, orders blocked behind them |
+//! | `arrival.rs`  | what arrived out of order, and what a last-write-wins consumer would hold |
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,7 @@ use crate::snapshot::Snapshot;
 #[cfg(test)]
 use crate::snapshot::OrderRow;
 
+mod arrival;
 mod evidence;
 mod figures;
 pub mod in_doubt;
@@ -58,6 +60,7 @@ pub mod in_doubt;
 mod tests;
 mod topic;
 
+pub use arrival::ArrivalOrder;
 pub use figures::percentile;
 
 /// The anomaly classes, in report order.
@@ -349,6 +352,10 @@ pub struct Findings {
     /// Duplicates and their cost to a consumer that is not idempotent;
     /// `None` when nothing is published or the topic was not read whole.
     pub redeliveries: Option<Redeliveries>,
+    /// Versions that arrived out of order, and what a consumer applying
+    /// them in arrival order would end with; `None` without a downstream
+    /// consumer, or when its projection drift is not known.
+    pub arrival_order: Option<ArrivalOrder>,
 }
 
 impl Findings {
@@ -510,6 +517,10 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
         .filter(|_| duplicates_known)
         .map(|read| figures::redeliveries(&read.records, snapshot.downstream.as_ref().map(|d| d.discarded)));
 
+    // Over the same evidence as the consumer's own drift.
+    let drift_known = anomalies.get(&Anomaly::ProjectionDrift).is_some_and(|t| t.unknown.is_none());
+    let arrival_order = snapshot.downstream.as_ref().filter(|_| drift_known).map(|d| ArrivalOrder::of(d, &truth));
+
     let (verdict, mut reasons) = verdict(&anomalies, evidence.gaps);
     // What the broker said that disagrees with what it served, though the
     // read is whole: a finding about the broker, beside the verdict.
@@ -528,6 +539,7 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
         slot_lag_bytes: backlog.and_then(|b| b.slot_lag_bytes),
         in_doubt: in_doubt::in_doubt(history, snapshot),
         redeliveries,
+        arrival_order,
     }
 }
 

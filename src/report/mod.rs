@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::faults::Applied;
 use crate::names::Expectation;
-use crate::reconcile::{Anomaly, CacheReads, Figure, Redeliveries, Verdict};
+use crate::reconcile::{Anomaly, ArrivalOrder, CacheReads, Figure, Redeliveries, Verdict};
 use crate::runner::RunResult;
 use crate::scenario::schedule::Schedule;
 use crate::snapshot::{Backlog, DrainReport};
@@ -73,6 +73,11 @@ pub struct RunReport {
     /// and the units a consumer applying every delivery would have shipped
     /// again; `null` when nothing is published or the topic was not read whole.
     pub redeliveries: Option<Redeliveries>,
+    /// Deliveries older than a version already delivered for their product,
+    /// and how many products a consumer applying events in arrival order
+    /// (last write wins) would end wrong about; `null` without a downstream
+    /// consumer, or when its drift is not known.
+    pub arrival_order: Option<ArrivalOrder>,
     /// What a relay or connector left unpublished; `null` when there is none.
     pub backlog_detail: Option<Backlog>,
     /// two-phase: the orders in doubt, the orders blocked behind their
@@ -224,6 +229,7 @@ impl RunReport {
             },
             cache: f.cache_reads,
             redeliveries: f.redeliveries,
+            arrival_order: f.arrival_order.clone(),
             backlog_detail: result.snapshot.backlog.as_ref().and_then(|b| b.as_ref().ok().copied()),
             in_doubt: f.in_doubt.clone(),
             drain: result.snapshot.drain.clone(),

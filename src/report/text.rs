@@ -84,6 +84,7 @@ pub fn write_text(report: &Report, command: &str, width: usize, out: &mut impl W
     }
     during_the_run(report, width, &mut lines);
     effectively_once(report, width, &mut lines);
+    out_of_order(report, width, &mut lines);
     stories(report, width, &mut lines);
     verdicts(report, width, &mut lines);
     kept(report, width, &mut lines);
@@ -373,6 +374,31 @@ fn effectively_once(report: &Report, width: usize, lines: &mut Vec<String>) {
     if !found.is_empty() {
         lines.push(String::new());
         lines.push("duplicates, and what they would have cost:".into());
+        for line in found {
+            lines.extend(layout::wrap(&line, width, "  ", "      "));
+        }
+    }
+}
+
+/// Reorderings, shown: for each strategy whose consumer received versions
+/// out of order, what a consumer without the version check would hold.
+/// Strategies that received the same deliveries in the same order (under
+/// the wrong key, every strategy that publishes does) share one sentence.
+fn out_of_order(report: &Report, width: usize, lines: &mut Vec<String>) {
+    let mut same: Vec<(String, Vec<&str>)> = Vec::new();
+    for run in &report.runs {
+        let Some(a) = run.arrival_order.as_ref().filter(|a| a.arrived_late > 0) else { continue };
+        let sentence = a.describe();
+        match same.iter_mut().find(|(s, _)| *s == sentence) {
+            Some((_, strategies)) => strategies.push(&run.strategy),
+            None => same.push((sentence, vec![&run.strategy])),
+        }
+    }
+    let found: Vec<String> =
+        same.into_iter().map(|(sentence, strategies)| format!("{}: {sentence}", strategies.join(", "))).collect();
+    if !found.is_empty() {
+        lines.push(String::new());
+        lines.push("versions out of order, and what the version check saved:".into());
         for line in found {
             lines.extend(layout::wrap(&line, width, "  ", "      "));
         }

@@ -10,8 +10,8 @@
 //!    toxic can be added after the heal that follows;
 //! 2. the app's tasks stop — gracefully when the run is over (orders in
 //!    flight finish), as a crash otherwise — and are awaited;
-//! 3. a relay or connector whose restart falls after the end comes back,
-//!    so that the drain can let it catch up.
+//! 3. a relay, connector or downstream consumer whose restart falls after
+//!    the end comes back, so that the drain can let it catch up.
 //!
 //! Nothing in the loop returns early: an error breaks out of it with the
 //! error, and the wind-down runs before the error is returned.
@@ -176,6 +176,14 @@ impl Run<'_> {
                 running.tasks = Some(AppTasks::spawn(fresh.clone(), task_env));
                 running.app = Some(fresh);
             }
+            // The downstream consumer, for a strategy that publishes.
+            Step::Crash(Component::Consumer) => {
+                if let Some(downstream) = &live.downstream {
+                    history.crash("consumer", false);
+                    downstream.crash();
+                }
+            }
+            Step::Restart(Component::Consumer) => self.restart_consumer(live).await?,
             // A relay or connector crash only hits a strategy that has one.
             Step::Crash(component) if background.is(component) => {
                 history.crash(component.as_str(), false);
@@ -190,17 +198,32 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Restarts a relay or connector whose restart was due after the end.
+    /// Restarts a relay, connector or consumer whose restart was due after
+    /// the end.
     async fn late_restarts(&self, steps: impl Iterator<Item = Step>, live: &mut Live) -> Result<()> {
-        let background = live.background.as_mut().expect("the background runs through the main phase");
         for step in steps {
-            if let Step::Restart(component) = step {
-                if component != Component::Writer && background.is(component) {
-                    background.restart(&self.env, &live.history).await?;
-                    live.history.crash(component.as_str(), true);
+            match step {
+                Step::Restart(Component::Consumer) => self.restart_consumer(live).await?,
+                Step::Restart(component) if component != Component::Writer => {
+                    let background = live.background.as_mut().expect("the background runs through the main phase");
+                    if background.is(component) {
+                        background.restart(&self.env, &live.history).await?;
+                        live.history.crash(component.as_str(), true);
+                    }
                 }
+                _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// Brings a crashed downstream consumer back, resuming where it stopped.
+    async fn restart_consumer(&self, live: &Live) -> Result<()> {
+        let Some(downstream) = &live.downstream else { return Ok(()) };
+        downstream.restart().await.map_err(|e| {
+            Error::refused("Kafka", self.env.kafka.clone(), "take back the restarted downstream consumer", e)
+        })?;
+        live.history.crash("consumer", true);
         Ok(())
     }
 }

@@ -75,7 +75,7 @@ pub enum ScenarioError {
 
 /// The built-in scenarios: name and file text. `calm` first, the rest
 /// alphabetical. A test checks this list against the `scenarios/` directory.
-const BUILTINS: [(&str, &str); 13] = [
+const BUILTINS: [(&str, &str); 14] = [
     ("calm", include_str!("../../scenarios/calm.toml")),
     ("cache-race", include_str!("../../scenarios/cache-race.toml")),
     ("connector-crash", include_str!("../../scenarios/connector-crash.toml")),
@@ -89,6 +89,7 @@ const BUILTINS: [(&str, &str); 13] = [
     ("relay-crash", include_str!("../../scenarios/relay-crash.toml")),
     ("slow-kafka", include_str!("../../scenarios/slow-kafka.toml")),
     ("writer-crash", include_str!("../../scenarios/writer-crash.toml")),
+    ("wrong-key", include_str!("../../scenarios/wrong-key.toml")),
 ];
 
 /// A validated scenario, ready to expand for any seed and duration.
@@ -264,6 +265,9 @@ pub fn write_schedule(schedule: &Schedule, out: &mut impl Write) -> io::Result<(
     }
     if let Some((low, high)) = schedule.knobs.cache_fill_delay {
         writeln!(out, "  cache fill delay {}–{} ms (cache-aside readers)", low.as_millis(), high.as_millis())?;
+    }
+    if schedule.knobs.event_key != crate::event::EventKey::default() {
+        writeln!(out, "  events keyed by {}, not by product: the wrong key", schedule.knobs.event_key.as_str())?;
     }
     Ok(())
 }

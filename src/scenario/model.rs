@@ -68,4 +68,5 @@ pub(super) struct CrashModel {
 #[serde(deny_unknown_fields)]
 pub(super) struct WorkloadModel {
     pub(super) cache_fill_delay: Option<Val>,
+    pub(super) event_key: Option<Str>,
 }

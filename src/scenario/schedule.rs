@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::EventKey;
 use crate::proxy::toxic::Toxic;
 
 /// What a window does to its link.
@@ -66,6 +67,10 @@ pub enum Component {
     Relay,
     /// The CDC connector.
     Connector,
+    /// The downstream consumer: it stops reading, and comes back where it
+    /// left off (a redeploy), to a backlog that it reads partition by
+    /// partition.
+    Consumer,
 }
 
 impl Component {
@@ -74,6 +79,7 @@ impl Component {
             Component::Writer => "writer",
             Component::Relay => "relay",
             Component::Connector => "connector",
+            Component::Consumer => "consumer",
         }
     }
 }
@@ -96,6 +102,9 @@ pub struct WorkloadKnobs {
     /// cache fill, drawn uniformly from this range for each fill. It widens
     /// the set-after-delete race window so that a seed reproduces it.
     pub cache_fill_delay: Option<(Duration, Duration)>,
+    /// What every event's record key is: the product (the default, the
+    /// right key) or the order (the wrong-key scenario's mistake).
+    pub event_key: EventKey,
 }
 
 /// A scenario made concrete: sorted windows and crashes.

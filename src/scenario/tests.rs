@@ -130,7 +130,7 @@ fn load_finds_builtins_and_files_and_names_what_it_knows() {
         "no scenario named \"kafka-outrage\" (built in: calm, cache-race, connector-crash, coordinator-crash, \
          flaky-network, \
          kafka-latency, kafka-outage, kafka-resets, postgres-resets, redis-timeouts, relay-crash, slow-kafka, \
-         writer-crash); pass a path to a .toml file to use your own"
+         writer-crash, wrong-key); pass a path to a .toml file to use your own"
     );
     let err = Scenario::load("nowhere/missing.toml").unwrap_err();
     assert_eq!(err.to_string(), "cannot read scenario file nowhere/missing.toml");
@@ -511,7 +511,7 @@ fn more_malformed_shapes() {
         ("description = \"  \"\n".to_owned(), "test.toml:1: \"description\" is empty; its first line is the summary `dualwrite scenarios` lists"),
         ("[expect]\nnaive = \"consistent\"\n".to_owned(), "test.toml:1: missing \"description\"; its first line is the summary `dualwrite scenarios` lists"),
         ("description = \"d\"\n[expect]\nnaive = \"ok\"\n".to_owned(), "test.toml:3: unknown verdict \"ok\" for naive in [expect] (known: consistent, inconsistent, any)"),
-        ("description = \"d\"\n[[crash]]\ncomponent = \"app\"\nat = \"10%\"\nrestart_after = \"1s\"\n".to_owned(), "test.toml:3: crash 1: unknown component \"app\" (known: writer, relay, connector)"),
+        ("description = \"d\"\n[[crash]]\ncomponent = \"app\"\nat = \"10%\"\nrestart_after = \"1s\"\n".to_owned(), "test.toml:3: crash 1: unknown component \"app\" (known: writer, relay, connector, consumer)"),
         ("description = \"d\"\n[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 2\nlength = [\"10%\", \"5%\"]\n".to_owned(), "test.toml:6: random 1: length = [\"10%\", \"5%\"] runs backwards; write the smaller one first"),
         ("description = \"d\"\n[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 0\nlength = [\"5%\", \"10%\"]\n".to_owned(), "test.toml:5: random 1: \"count\" must be between 1 and 1000, not 0"),
         ("description = \"d\"\n[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 2\nlength = \"5%\"\n".to_owned(), "test.toml:6: random 1: length must be a pair like [\"5%\", \"10%\"], not \"5%\""),

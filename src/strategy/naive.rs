@@ -33,7 +33,7 @@
 
 use crate::db::AppDb;
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::{History, Leg, Order, Outcome};
 use crate::kafka::Publisher;
 
@@ -43,11 +43,13 @@ use super::{transaction, Env, Integration, Served};
 pub struct Naive {
     db: AppDb,
     publisher: Publisher,
+    /// The events' record key: the product, unless the scenario says otherwise.
+    key: EventKey,
 }
 
 impl Integration for Naive {
     fn connect(env: &Env) -> Result<Naive> {
-        Ok(Naive { db: env.app_db(), publisher: env.publisher("dualwrite-naive")? })
+        Ok(Naive { db: env.app_db(), publisher: env.publisher("dualwrite-naive")?, key: env.knobs.event_key })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -68,7 +70,7 @@ impl Integration for Naive {
         history.invoke(order.order_id, Leg::Topic);
         // Waits for the broker's acknowledgement: Ok, Fail (never reached the
         // broker) or Unknown (sent, reply lost). See kafka::producer.
-        let told = self.publisher.publish(&event.key(), &event.to_json()).await;
+        let told = self.publisher.publish(&event.key(self.key), &event.to_json()).await;
         history.complete(order.order_id, Leg::Topic, told);
     }
 

@@ -37,7 +37,7 @@
 
 use crate::db::AppDb;
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::{History, Leg, Order, Told};
 
 use super::transaction::{self, at_commit, before_commit};
@@ -48,11 +48,14 @@ pub mod relay;
 /// The outbox app: only a connection pool — no producer at all.
 pub struct Outbox {
     db: AppDb,
+    /// The events' record key (the outbox's `aggregateid`): the product,
+    /// unless the scenario says otherwise.
+    key: EventKey,
 }
 
 impl Integration for Outbox {
     fn connect(env: &Env) -> Result<Outbox> {
-        Ok(Outbox { db: env.app_db() })
+        Ok(Outbox { db: env.app_db(), key: env.knobs.event_key })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -95,7 +98,7 @@ impl Outbox {
             // the same transaction. An error → Fail, and the order rolls back
             // with it: no order without its event.
             let event = StockChanged::new(order, after);
-            self.db.insert_outbox(&mut *tx, &event).await.map_err(before_commit)?;
+            self.db.insert_outbox(&mut *tx, &event, self.key).await.map_err(before_commit)?;
             // COMMIT: a reset or timeout now → Unknown. Whichever way it went,
             // the order and its outbox row went the same way; the relay
             // publishes the row if, and only if, it committed.

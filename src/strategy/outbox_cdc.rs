@@ -56,7 +56,7 @@
 
 use crate::db::{bounded, AppDb, DbError};
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::{History, Leg, Order, StockAfter, Told};
 
 use super::transaction::{self, at_commit, before_commit};
@@ -68,11 +68,19 @@ pub struct OutboxCdc {
     db: AppDb,
     mode: OutboxCdcMode,
     prefix: String,
+    /// The events' record key (the outbox row's `aggregateid`; the connector
+    /// keys a message the same way).
+    key: EventKey,
 }
 
 impl Integration for OutboxCdc {
     fn connect(env: &Env) -> Result<OutboxCdc> {
-        Ok(OutboxCdc { db: env.app_db(), mode: env.tuning.outbox_cdc_mode, prefix: env.schema.clone() })
+        Ok(OutboxCdc {
+            db: env.app_db(),
+            mode: env.tuning.outbox_cdc_mode,
+            prefix: env.schema.clone(),
+            key: env.knobs.event_key,
+        })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -137,7 +145,7 @@ impl OutboxCdc {
             OutboxCdcMode::Table => {
                 // The same row as outbox.rs writes (its id is the order's:
                 // one event per order)…
-                self.db.insert_outbox(tx, &event).await?;
+                self.db.insert_outbox(tx, &event, self.key).await?;
                 // …but gone before anyone can see it; its insert stays in the WAL.
                 bounded(
                     limit,

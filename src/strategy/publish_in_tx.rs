@@ -37,7 +37,7 @@
 
 use crate::db::{self, AppDb, Stage};
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::{History, Leg, Order, Outcome, Told};
 use crate::kafka::Publisher;
 
@@ -47,11 +47,17 @@ use super::{Env, Integration, Served};
 pub struct PublishInTx {
     db: AppDb,
     publisher: Publisher,
+    /// The events' record key: the product, unless the scenario says otherwise.
+    key: EventKey,
 }
 
 impl Integration for PublishInTx {
     fn connect(env: &Env) -> Result<PublishInTx> {
-        Ok(PublishInTx { db: env.app_db(), publisher: env.publisher("dualwrite-publish-in-tx")? })
+        Ok(PublishInTx {
+            db: env.app_db(),
+            publisher: env.publisher("dualwrite-publish-in-tx")?,
+            key: env.knobs.event_key,
+        })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -81,7 +87,7 @@ impl Integration for PublishInTx {
             // the row lock on this product) is held until the broker answers.
             history.invoke(order.order_id, Leg::Topic);
             let event = StockChanged::new(order, after);
-            let published = self.publisher.publish(&event.key(), &event.to_json()).await;
+            let published = self.publisher.publish(&event.key(self.key), &event.to_json()).await;
             let publish_ok = published.outcome == Outcome::Ok;
             let publish_error = published.error.clone().unwrap_or_default();
             history.complete(order.order_id, Leg::Topic, published);

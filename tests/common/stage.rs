@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use dualwrite::config::{Services, Tuning};
 use dualwrite::db::AppDb;
-use dualwrite::event::StockChanged;
+use dualwrite::event::{EventKey, StockChanged};
 use dualwrite::history::{Order, OrderId, StockAfter};
 use dualwrite::infra::Infra;
 use dualwrite::kafka::topic::{self, TopicRecord};
@@ -125,7 +125,7 @@ impl Stage {
         for i in 0..n {
             let order = order(i);
             let event = StockChanged::new(&order, StockAfter { quantity: INITIAL_STOCK - 1, version: i as i64 + 1 });
-            db.insert_outbox(&mut tx, &event).await.unwrap();
+            db.insert_outbox(&mut tx, &event, EventKey::Product).await.unwrap();
             ids.push(order.order_id);
         }
         tx.commit().await.unwrap();

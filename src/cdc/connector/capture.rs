@@ -56,7 +56,11 @@ pub(super) fn capture_insert(
                 quantity: parse(column("quantity")?, table, "quantity")?,
                 version: parse(column("version")?, table, "version")?,
             };
-            Ok(Some(Outgoing { key: event.key(), payload: event.to_json(), order: Some(event.order_id) }))
+            Ok(Some(Outgoing {
+                key: event.key(config.event_key),
+                payload: event.to_json(),
+                order: Some(event.order_id),
+            }))
         }
         // outbox-cdc, table mode: the row carries the event, ready-made.
         Capture::OutboxTable => {
@@ -69,9 +73,9 @@ pub(super) fn capture_insert(
 }
 
 /// The event carried by a captured logical decoding message.
-pub(super) fn capture_message(content: &[u8]) -> Result<Outgoing, CaptureError> {
+pub(super) fn capture_message(config: &ConnectorConfig, content: &[u8]) -> Result<Outgoing, CaptureError> {
     let event = StockChanged::from_json(content).map_err(CaptureError::Payload)?;
-    Ok(Outgoing { key: event.key(), payload: content.to_vec(), order: Some(event.order_id) })
+    Ok(Outgoing { key: event.key(config.event_key), payload: content.to_vec(), order: Some(event.order_id) })
 }
 
 #[cfg(test)]
@@ -163,8 +167,17 @@ mod tests {
     #[test]
     fn a_message_is_keyed_by_its_product() {
         let content = format!(r#"{{"order_id":"{ORDER}","product_id":2,"delta":-1,"quantity":9,"version":1}}"#);
-        let out = capture_message(content.as_bytes()).unwrap();
+        let by_product = config(Capture::Messages);
+        let out = capture_message(&by_product, content.as_bytes()).unwrap();
         assert_eq!(out.key, "2");
-        assert!(capture_message(b"not json").is_err());
+        assert!(capture_message(&by_product, b"not json").is_err());
+    }
+
+    #[test]
+    fn the_wrong_key_keys_a_message_by_its_order() {
+        let content = format!(r#"{{"order_id":"{ORDER}","product_id":2,"delta":-1,"quantity":9,"version":1}}"#);
+        let mut mis_keyed = config(Capture::Messages);
+        mis_keyed.event_key = crate::event::EventKey::Order;
+        assert_eq!(capture_message(&mis_keyed, content.as_bytes()).unwrap().key, ORDER);
     }
 }

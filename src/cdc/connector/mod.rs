@@ -64,6 +64,7 @@ use tokio_util::sync::CancellationToken;
 use super::Capture;
 use crate::env::Env;
 use crate::error::Result;
+use crate::event::EventKey;
 use crate::history::OrderId;
 use crate::snapshot::Backlog;
 
@@ -97,6 +98,9 @@ pub struct ConnectorConfig {
     /// captured messages.
     pub schema: String,
     pub capture: Capture,
+    /// The events' record key, as the app would key them (a captured row or
+    /// message is keyed here; an outbox row carries its key).
+    pub event_key: EventKey,
 }
 
 impl ConnectorConfig {
@@ -113,6 +117,7 @@ impl ConnectorConfig {
             slot: super::slot_name(env).to_string(),
             schema: env.schema.clone(),
             capture: Capture::of(env).expect("a connector runs for CDC strategies only"),
+            event_key: env.knobs.event_key,
         }
     }
 }
@@ -308,6 +313,7 @@ impl ConnectorConfig {
             slot: "dw_cdc_test".into(),
             schema: "dw_cdc_test".into(),
             capture,
+            event_key: EventKey::Product,
         }
     }
 }

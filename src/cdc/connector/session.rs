@@ -163,7 +163,7 @@ async fn stream(
                 // not written by the app (they would bypass the commit).
                 if config.capture == Capture::Messages && transactional && prefix == config.schema {
                     let capture = |source: CaptureError| SessionError::Capture { lsn, source };
-                    let event = capture_message(&content).map_err(capture)?;
+                    let event = capture_message(config, &content).map_err(capture)?;
                     open.as_mut().ok_or_else(|| capture(CaptureError::OutsideTransaction))?.push(event);
                 }
             }

@@ -117,6 +117,7 @@ pub fn render(picture: &Picture) -> String {
     );
     summary(picture, &mut html);
     effectively_once(picture, &mut html);
+    out_of_order(picture, &mut html);
     legend(picture, &mut html);
     for run in &picture.runs {
         run_section(picture, run, scale, &mut html);
@@ -200,6 +201,21 @@ fn effectively_once(picture: &Picture, html: &mut String) {
                 "<p class=\"sub redeliveries\"><b>{}</b>: {}</p>",
                 esc(&run.strategy),
                 esc(&r.describe())
+            );
+        }
+    }
+}
+
+/// Under the table: for each strategy whose consumer received versions out
+/// of order, what a consumer applying them in arrival order would hold.
+fn out_of_order(picture: &Picture, html: &mut String) {
+    for run in &picture.runs {
+        if let Some(a) = run.arrival_order.as_ref().filter(|a| a.arrived_late > 0) {
+            let _ = writeln!(
+                html,
+                "<p class=\"sub arrival-order\"><b>{}</b>: {}</p>",
+                esc(&run.strategy),
+                esc(&a.describe())
             );
         }
     }

@@ -37,6 +37,9 @@ pub struct RunPicture {
     /// Absent from reports written before it was counted.
     #[serde(default)]
     pub redeliveries: Option<crate::reconcile::Redeliveries>,
+    /// Absent from reports written before it was counted.
+    #[serde(default)]
+    pub arrival_order: Option<crate::reconcile::ArrivalOrder>,
     #[serde(default)]
     pub faults: Vec<AppliedPicture>,
     #[serde(default)]

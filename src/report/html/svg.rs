@@ -348,12 +348,15 @@ pub(super) fn svg(
         for c in &timeline.crashes {
             let x = scale.x(c.at);
             let (what, row) = if c.restarted { ("restarted", 20.0) } else { ("crashed", 10.0) };
+            // Near the right edge the label reads leftwards from the line,
+            // so that it is not cut off.
+            let (text_x, anchor) = if x > WIDTH - RIGHT - 120.0 { (x - 2.0, "end") } else { (x + 2.0, "start") };
             let _ = writeln!(
                 html,
                 "<g class=\"crash {what}\"><line x1=\"{x:.1}\" y1=\"{crashes_top:.1}\" x2=\"{x:.1}\" \
-                 y2=\"{:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{} {} {what}</text><title>the {} {what} at {}</title></g>",
+                 y2=\"{:.1}\"/><text x=\"{text_x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{} {} {what}</text>\
+                 <title>the {} {what} at {}</title></g>",
                 height - 18.0,
-                x + 2.0,
                 crashes_top + row,
                 if c.restarted { "▲" } else { "✕" },
                 esc(&c.component),

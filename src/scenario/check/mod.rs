@@ -24,6 +24,7 @@ use super::lines::Lines;
 use super::model::{CrashModel, FileModel, RandomModel, Str, Val, WindowModel, WorkloadModel};
 use super::schedule::{Component, WorkloadKnobs};
 use super::spec::{parse_point, At, CrashSpec, Entry, Point, RandomSpec, Spec, WindowSpec, MAX_POINT};
+use crate::event::EventKey;
 use crate::names::{Expectation, Strategy};
 
 mod fault;
@@ -424,7 +425,7 @@ impl Checker<'_> {
     fn crash(&mut self, index: usize, crash: &Spanned<CrashModel>) -> Option<CrashSpec> {
         let entry = self.entry("crash", index, crash.span().start);
         let c = crash.get_ref();
-        let known = [Component::Writer, Component::Relay, Component::Connector];
+        let known = [Component::Writer, Component::Relay, Component::Connector, Component::Consumer];
         let component = match &c.component {
             None => {
                 self.problem(
@@ -496,6 +497,23 @@ impl Checker<'_> {
                 _ => None,
             }
         });
-        WorkloadKnobs { cache_fill_delay }
+        let event_key = match &workload.event_key {
+            None => EventKey::default(),
+            Some(name) => match EventKey::ALL.into_iter().find(|k| k.as_str() == name.get_ref()) {
+                Some(key) => key,
+                None => {
+                    self.problem(
+                        name.span().start,
+                        format!(
+                            "[workload] event_key: unknown key \"{}\" (one of: {})",
+                            name.get_ref(),
+                            comma_list(EventKey::ALL.iter().map(|k| k.as_str()))
+                        ),
+                    );
+                    EventKey::default()
+                }
+            },
+        };
+        WorkloadKnobs { cache_fill_delay, event_key }
     }
 }

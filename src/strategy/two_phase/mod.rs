@@ -71,7 +71,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::db::{self, AppDb, DbError, Stage};
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::{History, Leg, Order, OrderId, Outcome, StockAfter, Told};
 
 use self::kafka_tx::TxProducers;
@@ -119,6 +119,8 @@ pub struct TwoPhase {
     log: AppDb,
     schema: String,
     kafka: std::sync::Arc<TxProducers>,
+    /// The events' record key: the product, unless the scenario says otherwise.
+    key: EventKey,
     /// Claims every transactional id at start (see [`TxProducers::claim_all`]).
     claim: tokio::task::JoinHandle<()>,
 }
@@ -151,7 +153,7 @@ impl Integration for TwoPhase {
         let log =
             db::pool_through(&env.db, env.links.postgres, &env.schema, env.tuning.pool(), "dualwrite-coordinator");
         let log = AppDb::new(log, env.tuning.db_timeout);
-        Ok(TwoPhase { db: env.app_db(), log, schema: env.schema.clone(), kafka, claim })
+        Ok(TwoPhase { db: env.app_db(), log, schema: env.schema.clone(), kafka, key: env.knobs.event_key, claim })
     }
 
     async fn write(&self, order: &Order, history: &History) {
@@ -176,7 +178,7 @@ impl Integration for TwoPhase {
         // does not undo the decision: recovery publishes the event from the
         // log, so the writer is told Unknown ("not yet"), never Fail.
         history.invoke(order.order_id, Leg::Topic);
-        let told = self.kafka.publish_in_transaction(&event.key(), &event.to_json()).await;
+        let told = self.kafka.publish_in_transaction(&event.key(self.key), &event.to_json()).await;
         let delivered = told.outcome == Outcome::Ok;
         let told = match told.outcome {
             Outcome::Ok => told,

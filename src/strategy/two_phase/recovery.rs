@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::db;
 use crate::error::Result;
-use crate::event::StockChanged;
+use crate::event::{EventKey, StockChanged};
 use crate::history::Outcome;
 use crate::kafka::Publisher;
 use crate::snapshot::{Backlog, InDoubt, LongestLock};
@@ -64,6 +64,8 @@ struct Worker {
     timeout: Duration,
     prefix: String,
     publisher: Publisher,
+    /// The events' record key, as the coordinator keys them.
+    key: EventKey,
     /// The most prepared transactions of the run seen at once.
     most_seen: Mutex<u64>,
     last_error: Mutex<Option<String>>,
@@ -82,6 +84,7 @@ impl Recovery {
             timeout: env.tuning.db_timeout,
             prefix: gid_prefix(&env.schema),
             publisher: env.publisher(name)?,
+            key: env.knobs.event_key,
             most_seen: Mutex::new(0),
             last_error: Mutex::new(None),
             passing: tokio::sync::Mutex::new(()),
@@ -278,7 +281,7 @@ impl Worker {
                 continue;
             };
             // An ordinary idempotent producer: one record needs no transaction.
-            let told = self.publisher.publish(&event.key(), &event.to_json()).await;
+            let told = self.publisher.publish(&event.key(self.key), &event.to_json()).await;
             if told.outcome != Outcome::Ok {
                 all = false;
                 *self.last_error.lock().expect("last_error poisoned") = Some(
