@@ -177,7 +177,7 @@ async fn execute(
     }
     let progress = Progress::stderr();
     let mut runs = Vec::new();
-    let mut histories: Vec<(Strategy, Vec<crate::history::Event>)> = Vec::new();
+    let mut histories: Vec<(Strategy, crate::history::Events)> = Vec::new();
     let mut failure = None;
     for (i, strategy) in strategies.iter().enumerate() {
         progress.set_position(i, strategies.len());
@@ -341,11 +341,11 @@ struct HistoryLine<'a> {
 
 /// Writes the histories as JSON lines, one event per line, each naming its
 /// strategy, atomically.
-fn write_history(histories: &[(Strategy, Vec<crate::history::Event>)], file: &OutputFile) -> Result<()> {
+fn write_history(histories: &[(Strategy, crate::history::Events)], file: &OutputFile) -> Result<()> {
     file.write(|out| {
         for (strategy, events) in histories {
-            for event in events {
-                serde_json::to_writer(&mut *out, &HistoryLine { strategy: *strategy, event })?;
+            for event in events.iter() {
+                serde_json::to_writer(&mut *out, &HistoryLine { strategy: *strategy, event: &event })?;
                 writeln!(out)?;
             }
         }

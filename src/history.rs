@@ -21,7 +21,8 @@
 //! one [`WriteRecord`] per order. Readers append their own observations
 //! (what they were served, and what was true) to the same history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -34,6 +35,37 @@ pub type OrderId = Uuid;
 
 /// Milliseconds since the run's clock started (the start of the main phase).
 pub type Millis = u64;
+
+/// A hash map keyed by order id, with a cheap hash ([`IdHasher`]).
+pub type IdMap<V> = HashMap<OrderId, V, BuildHasherDefault<IdHasher>>;
+/// A hash set of order ids, with a cheap hash ([`IdHasher`]).
+pub type IdSet = HashSet<OrderId, BuildHasherDefault<IdHasher>>;
+
+/// The hash of the maps keyed by order id: a multiply-and-rotate over the
+/// id's bytes. std's default (SipHash) resists inputs chosen to collide,
+/// which an order id, random or drawn from the seeded generator, never
+/// is; it was a third of the time a reconcile of a million orders took,
+/// which builds several maps of a million ids.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // The table picks a bucket with the low bits and tags it with the
+        // top seven: mix every bit into both (splitmix64's finaliser).
+        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
 
 /// The store a leg of a write talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -209,55 +241,12 @@ impl Clock {
 #[derive(Debug, Clone)]
 pub struct History {
     clock: Clock,
-    events: Arc<Mutex<Chunks>>,
-}
-
-/// Events in fixed-size chunks rather than one growing `Vec`: a `Vec`
-/// doubles when it fills, so a long run's history would hold up to twice
-/// the memory its events need (1.75 × at 100 k orders, measured with
-/// `make bench`), and copy all of it at every doubling. A full chunk is
-/// never moved again; at most one chunk is partly empty.
-#[derive(Debug, Default)]
-struct Chunks {
-    full: Vec<Vec<Event>>,
-    last: Vec<Event>,
-}
-
-/// Events per chunk: about 1.4 MB of them.
-const CHUNK: usize = 1 << 14;
-
-impl Chunks {
-    fn push(&mut self, event: Event) {
-        if self.last.capacity() == 0 {
-            self.last.reserve_exact(CHUNK);
-        }
-        self.last.push(event);
-        if self.last.len() == CHUNK {
-            self.full.push(std::mem::take(&mut self.last));
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.full.len() * CHUNK + self.last.len()
-    }
-
-    /// A copy of the events from `from` on, in one `Vec` of exactly that size.
-    fn copy_from(&self, from: usize) -> Vec<Event> {
-        let from = from.min(self.len());
-        let mut out = Vec::with_capacity(self.len() - from);
-        let (mut chunk, mut offset) = (from / CHUNK, from % CHUNK);
-        while chunk <= self.full.len() {
-            let events = self.full.get(chunk).unwrap_or(&self.last);
-            out.extend_from_slice(&events[offset..]);
-            (chunk, offset) = (chunk + 1, 0);
-        }
-        out
-    }
+    events: Arc<Mutex<Events>>,
 }
 
 impl History {
     pub fn new(clock: Clock) -> History {
-        History { clock, events: Arc::new(Mutex::new(Chunks::default())) }
+        History { clock, events: Arc::new(Mutex::new(Events::new())) }
     }
 
     pub fn clock(&self) -> Clock {
@@ -303,7 +292,7 @@ impl History {
 
     /// A copy of every event so far, in the order they were appended.
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().expect("history mutex poisoned").copy_from(0)
+        self.events.lock().expect("history mutex poisoned").iter().collect()
     }
 
     /// The events appended since the first `from`, and the count to pass
@@ -312,7 +301,305 @@ impl History {
     /// scan of the whole run.
     pub fn events_since(&self, from: usize) -> (Vec<Event>, usize) {
         let events = self.events.lock().expect("history mutex poisoned");
-        (events.copy_from(from), events.len())
+        (events.iter_from(from).collect(), events.len())
+    }
+
+    /// Every event, moved out rather than copied: what the runner hands to
+    /// the reconciler once nothing appends any more. A copy would hold the
+    /// whole history twice at the moment memory is highest (the snapshot
+    /// is read by then). The history is empty afterwards.
+    pub fn take(&self) -> Events {
+        std::mem::take(&mut *self.events.lock().expect("history mutex poisoned"))
+    }
+}
+
+/// The events of a history, stored compactly.
+///
+/// A run appends six events or so per order, millions of them in a long
+/// run, so how an event is *stored* decides the run's memory. [`Event`] is
+/// the vocabulary — what every reader of the history matches on — and
+/// costs about a hundred bytes (its largest variant, a [`ReadSample`]).
+/// Stored, a writer's event costs 16 bytes, and the order's details are
+/// kept once:
+///
+/// - the order's id (16 bytes, repeated in every event of the order) and
+///   the rest of the [`Order`] are kept once, at the order's `Begin`; its
+///   events name it by its *slot*, the place of that begin (4 bytes);
+/// - the time is kept in 4 bytes (milliseconds since the run's clock
+///   started: 49 days' worth);
+/// - what a few events carry — the row's state a `Wrote` reports, the
+///   error a writer was told — goes to a table of its own, and the event
+///   keeps its place there;
+/// - the rare events — reads, probes, crashes — are kept whole, behind a
+///   pointer, and so is any event the compact form cannot hold (an order
+///   that never began, a time past 49 days).
+///
+/// Reading gives back the very events appended ([`Events::iter`]); the
+/// fold ([`write_records`]) reads them with their slots, which are the
+/// places of the orders' records: it needs no lookups.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    /// One entry per event, in the order they were appended.
+    stored: Chunked<Stored>,
+    /// One entry per `Begin`, in order: the order that began. A slot is a
+    /// place here.
+    orders: Chunked<Order>,
+    /// What each compact `Wrote` reported.
+    afters: Chunked<StockAfter>,
+    /// The error of each compact completion that had one.
+    errors: Vec<Box<str>>,
+    /// Each order id's latest begin, for the appends that name the order by
+    /// its id.
+    slots: IdMap<Slot>,
+}
+
+/// The place of an order's begin among all the begins of a history, and
+/// so of its record among the folded records.
+type Slot = u32;
+
+/// The slot of an event that belongs to no begun order (a read, a probe, a
+/// crash, or a writer's event before its order's begin).
+const NO_SLOT: Slot = Slot::MAX;
+
+/// One event as it is stored (see [`Events`]): 16 bytes. `at` is the
+/// event's time; `after` and `error` are places in [`Events::afters`] and
+/// [`Events::errors`].
+#[derive(Debug, Clone)]
+enum Stored {
+    Begin {
+        at: u32,
+        slot: Slot,
+    },
+    Invoke {
+        at: u32,
+        slot: Slot,
+        leg: Leg,
+    },
+    Wrote {
+        at: u32,
+        slot: Slot,
+        after: u32,
+    },
+    /// A completion told without an error (every `Ok`).
+    Complete {
+        at: u32,
+        slot: Slot,
+        leg: Leg,
+        outcome: Outcome,
+    },
+    /// A completion told with an error.
+    Explained {
+        at: u32,
+        slot: Slot,
+        leg: Leg,
+        outcome: Outcome,
+        error: u32,
+    },
+    /// Any other event, as appended, and its order's slot if it has one.
+    Whole {
+        slot: Slot,
+        event: Box<Event>,
+    },
+}
+
+/// A place in one of the tables, as the stored events keep it.
+fn place(len: usize) -> u32 {
+    u32::try_from(len).expect("fewer than 4 billion entries in a history")
+}
+
+impl Events {
+    pub fn new() -> Events {
+        Events::default()
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, event: Event) {
+        // The slot of the event's order: a begin takes the next one, and
+        // the order's later events name it.
+        let slot = match &event {
+            Event::Begin { order, .. } => {
+                let slot = place(self.orders.len());
+                self.slots.insert(order.order_id, slot);
+                self.orders.push(order.clone());
+                slot
+            }
+            Event::Invoke { order_id, .. } | Event::Wrote { order_id, .. } | Event::Complete { order_id, .. } => {
+                self.slots.get(order_id).copied().unwrap_or(NO_SLOT)
+            }
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => NO_SLOT,
+        };
+        let at = match &event {
+            Event::Begin { at, .. }
+            | Event::Invoke { at, .. }
+            | Event::Wrote { at, .. }
+            | Event::Complete { at, .. } => u32::try_from(*at).ok(),
+            Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => None,
+        };
+        let stored = match (at, event) {
+            (Some(at), event) if slot != NO_SLOT => match event {
+                Event::Begin { .. } => Stored::Begin { at, slot },
+                Event::Invoke { leg, .. } => Stored::Invoke { at, slot, leg },
+                Event::Wrote { after, .. } => {
+                    self.afters.push(after);
+                    Stored::Wrote { at, slot, after: place(self.afters.len() - 1) }
+                }
+                Event::Complete { leg, told: Told { outcome, error: None }, .. } => {
+                    Stored::Complete { at, slot, leg, outcome }
+                }
+                Event::Complete { leg, told: Told { outcome, error: Some(error) }, .. } => {
+                    self.errors.push(error.into_boxed_str());
+                    Stored::Explained { at, slot, leg, outcome, error: place(self.errors.len() - 1) }
+                }
+                other => Stored::Whole { slot, event: Box::new(other) },
+            },
+            (_, event) => Stored::Whole { slot, event: Box::new(event) },
+        };
+        self.stored.push(stored);
+    }
+
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.stored.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every event, in the order they were appended.
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.iter_from(0)
+    }
+
+    /// The events from the `from`th on (none if `from` is past the end).
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = Event> + '_ {
+        self.stored.iter_from(from).map(|stored| self.event(stored))
+    }
+
+    /// The events kept whole: every read, probe and crash (and the rare
+    /// writer's event the compact form could not hold). The figures that
+    /// only concern readers, probes and crashes scan these and skip the
+    /// writers' events, millions of them.
+    pub fn whole(&self) -> impl Iterator<Item = &Event> + '_ {
+        self.stored.iter_from(0).filter_map(|stored| match stored {
+            Stored::Whole { event, .. } => Some(&**event),
+            _ => None,
+        })
+    }
+
+    /// The events of begun orders, in order, each with its order's slot:
+    /// what the fold reads.
+    fn of_orders(&self) -> impl Iterator<Item = (usize, Event)> + '_ {
+        self.stored.iter_from(0).filter_map(|stored| match stored {
+            Stored::Whole { slot: NO_SLOT, .. } => None,
+            Stored::Begin { slot, .. }
+            | Stored::Invoke { slot, .. }
+            | Stored::Wrote { slot, .. }
+            | Stored::Complete { slot, .. }
+            | Stored::Explained { slot, .. }
+            | Stored::Whole { slot, .. } => Some((*slot as usize, self.event(stored))),
+        })
+    }
+
+    /// The order that began at `slot`.
+    fn order(&self, slot: Slot) -> &Order {
+        self.orders.get(slot as usize)
+    }
+
+    /// A stored event as it was appended.
+    fn event(&self, stored: &Stored) -> Event {
+        let order_id = |slot: Slot| self.order(slot).order_id;
+        match *stored {
+            Stored::Begin { at, slot } => Event::Begin { at: at.into(), order: self.order(slot).clone() },
+            Stored::Invoke { at, slot, leg } => Event::Invoke { at: at.into(), order_id: order_id(slot), leg },
+            Stored::Wrote { at, slot, after } => {
+                Event::Wrote { at: at.into(), order_id: order_id(slot), after: *self.afters.get(after as usize) }
+            }
+            Stored::Complete { at, slot, leg, outcome } => {
+                Event::Complete { at: at.into(), order_id: order_id(slot), leg, told: Told { outcome, error: None } }
+            }
+            Stored::Explained { at, slot, leg, outcome, error } => Event::Complete {
+                at: at.into(),
+                order_id: order_id(slot),
+                leg,
+                told: Told { outcome, error: Some(self.errors[error as usize].to_string()) },
+            },
+            Stored::Whole { ref event, .. } => (**event).clone(),
+        }
+    }
+}
+
+impl FromIterator<Event> for Events {
+    fn from_iter<I: IntoIterator<Item = Event>>(events: I) -> Events {
+        let mut stored = Events::new();
+        events.into_iter().for_each(|event| stored.push(event));
+        stored
+    }
+}
+
+impl From<Vec<Event>> for Events {
+    fn from(events: Vec<Event>) -> Events {
+        events.into_iter().collect()
+    }
+}
+
+impl PartialEq for Events {
+    /// The same events in the same order.
+    fn eq(&self, other: &Events) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+/// Items in fixed-size chunks rather than one growing `Vec`: a `Vec`
+/// doubles when it fills, so a long run's history would hold up to twice
+/// the memory its events need (1.75 × at 100 k orders, measured with
+/// `make bench`), and copy all of it at every doubling. A full chunk is
+/// never moved again; at most one chunk is partly empty.
+#[derive(Debug, Clone)]
+struct Chunked<T> {
+    full: Vec<Vec<T>>,
+    last: Vec<T>,
+}
+
+/// Items per chunk: a quarter of a megabyte of stored events.
+const CHUNK: usize = 1 << 14;
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Chunked<T> {
+        Chunked { full: Vec::new(), last: Vec::new() }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn push(&mut self, item: T) {
+        if self.last.capacity() == 0 {
+            self.last.reserve_exact(CHUNK);
+        }
+        self.last.push(item);
+        if self.last.len() == CHUNK {
+            self.full.push(std::mem::take(&mut self.last));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.full.len() * CHUNK + self.last.len()
+    }
+
+    fn get(&self, i: usize) -> &T {
+        match self.full.get(i / CHUNK) {
+            Some(chunk) => &chunk[i % CHUNK],
+            None => &self.last[i % CHUNK],
+        }
+    }
+
+    /// The items from the `from`th on.
+    fn iter_from(&self, from: usize) -> impl Iterator<Item = &T> + '_ {
+        let (chunk, offset) = (from / CHUNK, from % CHUNK);
+        let chunks = self.full.iter().chain(std::iter::once(&self.last));
+        chunks
+            .skip(chunk)
+            .enumerate()
+            .flat_map(move |(i, items)| &items[if i == 0 { offset.min(items.len()) } else { 0 }..])
     }
 }
 
@@ -452,59 +739,54 @@ impl WriteRecord {
 /// Folds the history's events into one record per order, in the order the
 /// orders began. Pure.
 ///
-/// One pass, with the records in a `Vec` in begin order and a hash index
-/// from order id to place: no sorted map of records to build and empty
-/// again (the reconcile of a million orders spent most of its time there).
-pub fn write_records(events: &[Event]) -> Vec<WriteRecord> {
-    let mut records: Vec<WriteRecord> = Vec::new();
-    let mut index: HashMap<OrderId, usize> = HashMap::new();
-    for event in events {
+/// One pass over the stored events, with no lookups: every writer event
+/// names its order by slot, and the slots are the places of the records,
+/// in begin order.
+pub fn write_records(events: &Events) -> Vec<WriteRecord> {
+    let mut records: Vec<WriteRecord> = Vec::with_capacity(events.orders.len());
+    for (slot, event) in events.of_orders() {
         match event {
             Event::Begin { at, order } => {
-                index.insert(order.order_id, records.len());
-                records.push(WriteRecord { order: order.clone(), begun_at: *at, after: None, legs: Legs::new() });
+                debug_assert_eq!(slot, records.len(), "slots are given in begin order");
+                records.push(WriteRecord { order, begun_at: at, after: None, legs: Legs::new() });
             }
-            Event::Invoke { at, order_id, leg } => {
-                if let Some(&i) = index.get(order_id) {
-                    records[i].legs.insert(
-                        *leg,
-                        LegRecord {
-                            invoked_at: *at,
-                            completed_at: None,
-                            // Unknown unless a completion follows; the reason
-                            // is written below, for the legs that stay so.
-                            told: Told { outcome: Outcome::Unknown, error: None },
-                        },
-                    );
+            Event::Invoke { at, leg, .. } => {
+                records[slot].legs.insert(
+                    leg,
+                    LegRecord {
+                        invoked_at: at,
+                        completed_at: None,
+                        // Unknown unless a completion follows; the reason
+                        // is written below, for the legs that stay so.
+                        told: Told { outcome: Outcome::Unknown, error: None },
+                    },
+                );
+            }
+            Event::Wrote { after, .. } => records[slot].after = Some(after),
+            Event::Complete { at, leg, told, .. } => {
+                // A completion counts only for a leg that was invoked.
+                if let Some(leg) = records[slot].legs.get_mut(&leg) {
+                    leg.completed_at = Some(at);
+                    leg.told = told;
                 }
             }
-            Event::Wrote { order_id, after, .. } => {
-                if let Some(&i) = index.get(order_id) {
-                    records[i].after = Some(*after);
-                }
-            }
-            Event::Complete { at, order_id, leg, told } => {
-                if let Some(leg) = index.get(order_id).and_then(|&i| records[i].legs.get_mut(leg)) {
-                    leg.completed_at = Some(*at);
-                    leg.told = told.clone();
-                }
-            }
+            // Not an order's (of_orders gives none of these).
             Event::Read(_) | Event::Probe(_) | Event::Crash { .. } => {}
         }
     }
     // An order begun twice (never, from the writers) keeps its first place
-    // and its last record, as the sorted map did.
-    if index.len() < records.len() {
-        let mut last: HashMap<OrderId, WriteRecord> = HashMap::new();
-        for r in records.drain(..).rev() {
-            last.entry(r.order.order_id).or_insert(r);
+    // and its last record: its later events went to the newest begin's slot.
+    if events.slots.len() < records.len() {
+        let mut slots: Vec<Option<WriteRecord>> = records.into_iter().map(Some).collect();
+        let mut placed = IdSet::default();
+        records = Vec::with_capacity(events.slots.len());
+        for slot in 0..slots.len() {
+            let id = events.order(slot as u32).order_id;
+            if placed.insert(id) {
+                let last = events.slots[&id] as usize;
+                records.push(slots[last].take().expect("each order's last begin is taken once"));
+            }
         }
-        let mut seen = std::collections::HashSet::new();
-        let order_of_begin: Vec<OrderId> = events
-            .iter()
-            .filter_map(|e| if let Event::Begin { order, .. } = e { Some(order.order_id) } else { None })
-            .collect();
-        records = order_of_begin.into_iter().filter(|id| seen.insert(*id)).filter_map(|id| last.remove(&id)).collect();
     }
     for leg in records.iter_mut().flat_map(|r| r.legs.values_mut()) {
         if leg.completed_at.is_none() {
@@ -524,12 +806,12 @@ mod tests {
 
     #[test]
     fn a_leg_without_completion_is_unknown() {
-        let events = vec![
+        let events = Events::from(vec![
             Event::Begin { at: 1, order: order(1) },
             Event::Invoke { at: 2, order_id: Uuid::from_u128(1), leg: Leg::Db },
             Event::Complete { at: 3, order_id: Uuid::from_u128(1), leg: Leg::Db, told: Told::ok() },
             Event::Invoke { at: 4, order_id: Uuid::from_u128(1), leg: Leg::Topic },
-        ];
+        ]);
         let records = write_records(&events);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].outcome(Leg::Db), Some(Outcome::Ok));
@@ -540,7 +822,8 @@ mod tests {
 
     #[test]
     fn records_keep_the_order_in_which_orders_began() {
-        let events = vec![Event::Begin { at: 1, order: order(9) }, Event::Begin { at: 2, order: order(3) }];
+        let events =
+            Events::from(vec![Event::Begin { at: 1, order: order(9) }, Event::Begin { at: 2, order: order(3) }]);
         let ids: Vec<_> = write_records(&events).iter().map(|r| r.order.order_id).collect();
         assert_eq!(ids, vec![Uuid::from_u128(9), Uuid::from_u128(3)]);
     }
@@ -578,14 +861,56 @@ mod tests {
     }
 
     #[test]
+    fn stored_events_read_back_as_appended() {
+        let id = Uuid::from_u128(1);
+        let appended = vec![
+            Event::Invoke { at: 1, order_id: id, leg: Leg::Db },
+            Event::Begin { at: 2, order: order(1) },
+            Event::Wrote { at: 3, order_id: id, after: StockAfter { quantity: 998, version: 1 } },
+            Event::Complete { at: 4, order_id: id, leg: Leg::Db, told: Told::unknown("reset") },
+            Event::Crash { at: 5, component: "writer".into(), restarted: false },
+            Event::Complete { at: 6, order_id: Uuid::from_u128(2), leg: Leg::Topic, told: Told::ok() },
+        ];
+        let events = Events::from(appended.clone());
+        assert_eq!(events.iter().collect::<Vec<_>>(), appended);
+        assert_eq!(events.iter_from(3).collect::<Vec<_>>(), &appended[3..]);
+        assert_eq!(events.whole().count(), 3, "the crash, and the two events of no begun order");
+        let records = write_records(&events);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].legs.len(), 0, "the invoke before the begin belongs to no record");
+    }
+
+    #[test]
+    fn a_stored_event_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Stored>(), 16);
+    }
+
+    #[test]
+    fn what_the_compact_form_cannot_hold_is_kept_whole_and_still_folded() {
+        let id = Uuid::from_u128(1);
+        let late = u64::from(u32::MAX) + 1;
+        let appended = vec![
+            Event::Begin { at: 1, order: order(1) },
+            Event::Invoke { at: late, order_id: id, leg: Leg::Db },
+            Event::Complete { at: late + 1, order_id: id, leg: Leg::Db, told: Told::fail("refused") },
+        ];
+        let events = Events::from(appended.clone());
+        assert_eq!(events.iter().collect::<Vec<_>>(), appended);
+        assert_eq!(events.whole().count(), 2, "times past 49 days are kept whole");
+        let records = write_records(&events);
+        assert_eq!(records[0].legs[&Leg::Db].invoked_at, late);
+        assert_eq!(records[0].legs[&Leg::Db].told, Told::fail("refused"));
+    }
+
+    #[test]
     fn an_order_begun_twice_keeps_its_first_place_and_its_last_record() {
         let id = Uuid::from_u128(1);
-        let events = vec![
+        let events = Events::from(vec![
             Event::Begin { at: 1, order: order(1) },
             Event::Begin { at: 2, order: order(2) },
             Event::Invoke { at: 3, order_id: id, leg: Leg::Db },
             Event::Begin { at: 4, order: order(1) },
-        ];
+        ]);
         let records = write_records(&events);
         assert_eq!(
             records.iter().map(|r| (r.order.order_id.as_u128(), r.begun_at)).collect::<Vec<_>>(),
@@ -597,11 +922,11 @@ mod tests {
     #[test]
     fn acknowledged_needs_every_invoked_leg_ok() {
         let id = Uuid::from_u128(1);
-        let mut events = vec![
+        let mut events = Events::from(vec![
             Event::Begin { at: 1, order: order(1) },
             Event::Invoke { at: 2, order_id: id, leg: Leg::Db },
             Event::Complete { at: 3, order_id: id, leg: Leg::Db, told: Told::ok() },
-        ];
+        ]);
         assert!(write_records(&events)[0].acknowledged());
         events.push(Event::Invoke { at: 4, order_id: id, leg: Leg::Topic });
         events.push(Event::Complete { at: 5, order_id: id, leg: Leg::Topic, told: Told::fail("refused") });

@@ -32,7 +32,7 @@ use crate::config::{Tuning, Workload};
 use crate::consumer::Downstream;
 use crate::error::{Error, Result};
 use crate::faults::Applied;
-use crate::history::{Clock, Event, History};
+use crate::history::{Clock, Events, History};
 use crate::infra::Infra;
 use crate::lease::Lease;
 use crate::leftovers::REMOVE_COMMAND;
@@ -103,7 +103,7 @@ pub struct RunResult {
     pub expected: Expectation,
     pub findings: Findings,
     pub namespace: Namespace,
-    pub history: Vec<Event>,
+    pub history: Events,
     pub snapshot: Snapshot,
     /// The faults as they were applied.
     pub faults: Vec<Applied>,
@@ -545,8 +545,9 @@ impl<'a> Run<'a> {
         outages: Vec<Outage>,
     ) -> RunResult {
         self.enter("reconcile");
-        // A copy: the history is append-only, and nothing appends any more.
-        let events = history.events();
+        // Taken, not copied: nothing appends any more, and a copy would
+        // hold the whole history twice.
+        let events = history.take();
         let findings = reconcile(&events, &snapshot);
         self.progress.done(self.plan.strategy);
         RunResult {

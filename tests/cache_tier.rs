@@ -131,7 +131,7 @@ async fn db_only_is_never_stale_and_its_reads_are_timed() {
     assert_eq!(f.verdict, Verdict::Consistent, "{}", summary(&result));
     assert_eq!(f.count(Anomaly::StaleCache), None, "db-only has no cache");
     let mut reads = 0;
-    for event in &result.history {
+    for event in result.history.whole() {
         let Event::Read(sample) = event else { continue };
         reads += 1;
         assert!(!sample.from_cache);

@@ -218,8 +218,8 @@ fn set_after_delete_races(result: &dualwrite::runner::RunResult) -> Vec<(i32, i6
     // delete's completion instead would depend on which of the two tasks
     // the scheduler ran first after their replies.
     let mut sent = HashMap::new();
-    for event in &result.history {
-        match event {
+    for event in result.history.iter() {
+        match &event {
             Event::Begin { order, .. } => {
                 product.insert(order.order_id, order.product_id);
             }

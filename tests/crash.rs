@@ -30,7 +30,7 @@ use futures::FutureExt;
 
 use dualwrite::config::{Tuning, Workload};
 use dualwrite::event::{EventKey, StockChanged};
-use dualwrite::history::{write_records, Clock, Event, History, Leg, OrderId, Outcome, StockAfter};
+use dualwrite::history::{write_records, Clock, Event, Events, History, Leg, OrderId, Outcome, StockAfter};
 use dualwrite::kafka::topic::PARTITIONS;
 use dualwrite::links;
 use dualwrite::proxy::{Stream, ToxicKind};
@@ -467,7 +467,7 @@ async fn a_crash_mid_commit_is_unknown_and_reconciled_as_recovered() {
 
         let events = history.events();
         let waiting = in_flight(&events, Leg::Db);
-        let records = write_records(&events);
+        let records = write_records(&Events::from(events.clone()));
         for id in &waiting {
             let record = records.iter().find(|r| r.order.order_id == *id).expect("the order is in the history");
             let leg = &record.legs[&Leg::Db];
@@ -479,7 +479,7 @@ async fn a_crash_mid_commit_is_unknown_and_reconciled_as_recovered() {
         let snapshot = snapshot(&stage, false).await;
         let committed: HashSet<OrderId> = snapshot.orders.iter().map(|o| o.order_id).collect();
         let happened: HashSet<OrderId> = waiting.iter().copied().filter(|id| committed.contains(id)).collect();
-        let findings = reconcile(&events, &snapshot);
+        let findings = reconcile(&Events::from(events.clone()), &snapshot);
         let recovered = &findings.anomalies[&Anomaly::Recovered];
         assert_eq!(recovered.count, happened.len() as u64, "{findings:#?}");
         assert!(recovered.examples.iter().any(|e| e.order_id == Some(id)), "{findings:#?}");
@@ -513,7 +513,7 @@ async fn a_crash_mid_publish_is_unknown_and_reconciled_as_lost() {
         let events = history.events();
         let waiting = in_flight(&events, Leg::Topic);
         assert!(waiting.contains(&id));
-        let records = write_records(&events);
+        let records = write_records(&Events::from(events.clone()));
         for id in &waiting {
             let record = records.iter().find(|r| r.order.order_id == *id).expect("the order is in the history");
             assert_eq!(record.outcome(Leg::Db), Some(Outcome::Ok), "committed before the crash");
@@ -526,7 +526,7 @@ async fn a_crash_mid_publish_is_unknown_and_reconciled_as_lost() {
         let snapshot = snapshot(&stage, true).await;
         let committed: HashSet<OrderId> = snapshot.orders.iter().map(|o| o.order_id).collect();
         assert!(waiting.iter().all(|id| committed.contains(id)), "the orders waiting to publish had committed");
-        let findings = reconcile(&events, &snapshot);
+        let findings = reconcile(&Events::from(events.clone()), &snapshot);
         assert_eq!(findings.count(Anomaly::Lost), Some(committed.len() as u64), "{findings:#?}");
         assert!(findings.anomalies[&Anomaly::Lost].examples.iter().any(|e| e.order_id == Some(id)), "{findings:#?}");
         assert_eq!(findings.count(Anomaly::Recovered), Some(0), "no event happened");

@@ -344,7 +344,7 @@ async fn a_row_kafka_refuses_for_good_is_dead_lettered_and_counted() {
             drain: DrainReport { completed: true, ..DrainReport::default() },
             ..Snapshot::default()
         };
-        let findings = reconcile(&[], &snapshot);
+        let findings = reconcile(&dualwrite::history::Events::new(), &snapshot);
         assert_eq!(findings.count(Anomaly::Backlog), Some(1), "{findings:#?}");
         assert_eq!(findings.dead_letters, Some(1));
         assert_eq!(findings.verdict, Verdict::Inconsistent, "{findings:#?}");
@@ -371,7 +371,7 @@ async fn a_commit_wakes_the_relay_at_once() {
             let order = order(n);
             app.write(&order, &history).await;
             let committed = Instant::now();
-            let told = dualwrite::history::write_records(&history.events())
+            let told = dualwrite::history::write_records(&history.events().into())
                 .into_iter()
                 .find(|r| r.order.order_id == order.order_id)
                 .and_then(|r| r.outcome(Leg::Db));

@@ -123,7 +123,7 @@ async fn on_tansu_two_phase_is_unknown_because_the_broker_refuses_to_commit_tran
     assert!(f.reasons.iter().any(|r| r.contains("never served")), "{s}");
     assert!(f.reasons.iter().any(|r| r.contains("two-phase publishes in Kafka transactions")), "{s}");
     // Every Kafka transaction was refused at its commit, for the reason named.
-    let topic_legs: Vec<&dualwrite::history::Told> = result
+    let topic_legs: Vec<dualwrite::history::Told> = result
         .history
         .iter()
         .filter_map(|e| match e {

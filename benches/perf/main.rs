@@ -321,9 +321,11 @@ fn print_reconcile(reconciled: &[reconcile::Measured]) {
             m.peak_per_order() * 3.6e6 / 1e6,
             met(m.peak_per_order() * 3.6e6 / 1e6 <= 500.0)
         );
+        let on_cpu = m.reconcile_on_cpu.map(|t| format!("; it ran {:.3} s on a CPU", t.as_secs_f64()));
         println!(
-            "   (the reconcile adds {:.0} B/order on top of the history and snapshot it reads)",
-            m.reconcile_extra_bytes as f64 / m.orders as f64
+            "   (the reconcile adds {:.0} B/order on top of the history and snapshot it reads{})",
+            m.reconcile_extra_bytes as f64 / m.orders as f64,
+            on_cpu.unwrap_or_default()
         );
     }
 }

@@ -4,11 +4,11 @@
 //! make, and a snapshot that matches it. Time and memory come from the
 //! counting allocator (`alloc.rs`) and the wall clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dualwrite::event::{EventKey, StockChanged};
-use dualwrite::history::{Clock, History, Leg, Order, ReadSample, StockAfter, Told};
+use dualwrite::history::{Clock, History, IdMap, Leg, Order, ReadSample, StockAfter, Told};
 use dualwrite::reconcile::{reconcile, Verdict};
 use dualwrite::snapshot::{DownstreamState, DrainReport, OrderRow, Snapshot, StockRow, TopicRead, TopicRecord};
 use uuid::Uuid;
@@ -25,12 +25,16 @@ pub struct Measured {
     pub history_bytes: usize,
     /// Heap the snapshot holds (orders table, topic records, projection).
     pub snapshot_bytes: usize,
-    /// `reconcile` as the runner calls it (the copy of the events included).
+    /// `reconcile` as the runner calls it (taking the events included).
     pub reconcile: Duration,
     /// The most heap the process held during the reconcile, and how much of
     /// it the reconcile itself added on top of the history and snapshot.
     pub peak_bytes: usize,
     pub reconcile_extra_bytes: usize,
+    /// How long the reconcile ran on a CPU (Linux's schedstat; `None`
+    /// elsewhere): on a machine whose cores are shared, the wall time also
+    /// counts the time it waited for one.
+    pub reconcile_on_cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -51,6 +55,13 @@ fn id(n: u64) -> Uuid {
         z ^ (z >> 31)
     };
     Uuid::from_u64_pair(mix(2 * n), mix(2 * n + 1))
+}
+
+/// Nanoseconds this thread has run on a CPU (the first field of
+/// `/proc/thread-self/schedstat`), where Linux says.
+fn on_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
 }
 
 /// Generates `orders` orders, reconciles them, and says what it took.
@@ -90,7 +101,10 @@ pub fn measure(orders: u64) -> Measured {
         }
         placed.push((order, after));
     }
-    let history_bytes = alloc::current() - base;
+    // The generator's own list of what it placed is not the history's: it
+    // is counted out here, and dropped before the snapshot is measured.
+    let placed_bytes = placed.capacity() * std::mem::size_of::<(Order, StockAfter)>();
+    let history_bytes = alloc::current() - base - placed_bytes;
 
     // The snapshot that matches it: every order committed, on the topic
     // once, in its product's partition, and seen by the consumer.
@@ -98,7 +112,7 @@ pub fn measure(orders: u64) -> Measured {
     let mut rows = Vec::with_capacity(placed.len());
     let mut records = Vec::with_capacity(placed.len());
     let mut next_offset = [0i64; PRODUCTS as usize];
-    let mut first_seen = HashMap::with_capacity(placed.len());
+    let mut first_seen = IdMap::with_capacity_and_hasher(placed.len(), Default::default());
     for (order, after) in &placed {
         let p = (order.product_id - 1) as usize;
         rows.push(OrderRow {
@@ -140,16 +154,18 @@ pub fn measure(orders: u64) -> Measured {
         backlog: None,
         drain: DrainReport::complete(0),
     };
-    let snapshot_bytes = alloc::current().saturating_sub(before_snapshot);
+    let snapshot_bytes = (alloc::current() + placed_bytes).saturating_sub(before_snapshot);
 
-    // The reconcile, as `Run::reconcile` does it: a copy of the events, then
-    // the pure function over them.
+    // The reconcile, as `Run::reconcile` does it: the events taken from
+    // the history, then the pure function over them.
     let held = alloc::current();
     alloc::reset_peak();
     let started = Instant::now();
-    let events = history.events();
+    let cpu_before = on_cpu();
+    let events = history.take();
     let findings = reconcile(&events, &snapshot);
     let took = started.elapsed();
+    let reconcile_on_cpu = on_cpu().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     let peak = alloc::peak();
     // Not a timing assertion: the generated run is consistent by
     // construction, so anything else means the generator is wrong and the
@@ -164,5 +180,6 @@ pub fn measure(orders: u64) -> Measured {
         reconcile: took,
         peak_bytes: peak - base,
         reconcile_extra_bytes: peak - held,
+        reconcile_on_cpu,
     }
 }

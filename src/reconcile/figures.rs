@@ -3,20 +3,22 @@
 
 use std::collections::HashMap;
 
-use std::collections::HashSet;
-
 use super::{CacheReads, Latency, PoolStats, Redeliveries};
-use crate::history::{Event, Leg, Millis, Outcome, WriteRecord};
+use crate::history::{Event, Events, IdSet, Leg, Millis, Outcome, WriteRecord};
 use crate::snapshot::{Snapshot, TopicRecord};
 
 /// Write latency and commit → event lag.
-pub(super) fn latency(history: &[Event], records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
+pub(super) fn latency(history: &Events, records: &[WriteRecord], snapshot: &Snapshot) -> Latency {
     let mut writes: Vec<f64> = records
         .iter()
         .filter_map(|r| {
-            let done = r.legs.values().map(|l| l.completed_at).collect::<Option<Vec<_>>>()?;
-            let last = done.into_iter().max()?;
-            Some(last.saturating_sub(r.begun_at) as f64)
+            // The last leg's outcome; none if a leg never completed.
+            let mut last: Option<Millis> = None;
+            for leg in r.legs.values() {
+                let done = leg.completed_at?;
+                last = Some(last.map_or(done, |l| l.max(done)));
+            }
+            Some(last?.saturating_sub(r.begun_at) as f64)
         })
         .collect();
     let mut lags: Vec<f64> = Vec::new();
@@ -36,7 +38,7 @@ pub(super) fn latency(history: &[Event], records: &[WriteRecord], snapshot: &Sna
     // Every read the readers made, hit, miss or failure: what a user of
     // the service waited.
     let mut reads: Vec<f64> = history
-        .iter()
+        .whole()
         .filter_map(|e| match e {
             Event::Read(sample) => sample.read_ms,
             _ => None,
@@ -53,10 +55,10 @@ pub(super) fn latency(history: &[Event], records: &[WriteRecord], snapshot: &Sna
 }
 
 /// The pool probe's figures.
-pub(super) fn pool_stats(history: &[Event]) -> PoolStats {
+pub(super) fn pool_stats(history: &Events) -> PoolStats {
     let mut times = Vec::new();
     let mut stats = PoolStats::default();
-    for event in history {
+    for event in history.whole() {
         if let Event::Probe(p) = event {
             stats.probes += 1;
             if p.acquire_timeout {
@@ -74,7 +76,7 @@ pub(super) fn pool_stats(history: &[Event]) -> PoolStats {
 /// when the database already held a newer version *before* the cache was
 /// asked (readers read the truth first, so a write landing between the two
 /// reads is never mistaken for staleness).
-pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheReads {
+pub(super) fn stale_reads(history: &Events, records: &[WriteRecord]) -> CacheReads {
     // When each (product, version) was committed, as its writer learned it.
     let mut committed_at: HashMap<(i32, i64), Millis> = HashMap::new();
     for r in records {
@@ -89,7 +91,7 @@ pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheRe
     let mut reads = CacheReads::default();
     // How long each stale value served had already been out of date.
     let mut ages: Vec<f64> = Vec::new();
-    for event in history {
+    for event in history.whole() {
         let Event::Read(sample) = event else { continue };
         if !sample.from_cache {
             continue;
@@ -117,7 +119,7 @@ pub(super) fn stale_reads(history: &[Event], records: &[WriteRecord]) -> CacheRe
 /// delivery (shipping the order's units each time) would have shipped its
 /// units again. `discarded` is the downstream consumer's own count.
 pub(super) fn redeliveries(topic: &[TopicRecord], discarded: Option<u64>) -> Redeliveries {
-    let mut seen = HashSet::new();
+    let mut seen = IdSet::default();
     let mut found = Redeliveries { duplicates: 0, discarded_by_consumer: discarded, extra_units: 0 };
     for record in topic {
         let Ok(event) = &record.event else { continue };

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::history::{Event, Millis, OrderId};
+use crate::history::{Event, Events, Millis, OrderId};
 use crate::snapshot::{InDoubt, Snapshot};
 
 /// The in-doubt figure of a two-phase run, and the story of its longest lock.
@@ -23,7 +23,7 @@ pub struct InDoubtFigure {
 }
 
 /// The figure, when the snapshot has one (two-phase, backlog read).
-pub fn in_doubt(history: &[Event], snapshot: &Snapshot) -> Option<InDoubtFigure> {
+pub fn in_doubt(history: &Events, snapshot: &Snapshot) -> Option<InDoubtFigure> {
     let counts = snapshot.backlog.as_ref()?.as_ref().ok()?.in_doubt?;
     let story = counts.longest.map(|longest| {
         let prepared_at = wrote_at(history, longest.order_id);
@@ -81,22 +81,22 @@ fn plural(n: u64, what: &str) -> String {
     }
 }
 
-fn wrote_at(history: &[Event], id: OrderId) -> Option<Millis> {
+fn wrote_at(history: &Events, id: OrderId) -> Option<Millis> {
     history.iter().find_map(|e| match e {
-        Event::Wrote { at, order_id, .. } if *order_id == id => Some(*at),
+        Event::Wrote { at, order_id, .. } if order_id == id => Some(at),
         _ => None,
     })
 }
 
-fn product_of(history: &[Event], id: OrderId) -> Option<i32> {
+fn product_of(history: &Events, id: OrderId) -> Option<i32> {
     history.iter().find_map(|e| match e {
         Event::Begin { order, .. } if order.order_id == id => Some(order.product_id),
         _ => None,
     })
 }
 
-fn crash_after(history: &[Event], from: Millis) -> Option<Millis> {
-    history.iter().find_map(|e| match e {
+fn crash_after(history: &Events, from: Millis) -> Option<Millis> {
+    history.whole().find_map(|e| match e {
         Event::Crash { at, component, restarted: false } if component == "writer" && *at >= from => Some(*at),
         _ => None,
     })
@@ -127,12 +127,12 @@ mod tests {
     #[test]
     fn the_story_of_the_longest_lock_comes_from_the_history() {
         let order = Order { order_id: id(0x3f2a9c1e << 96), product_id: 3, delta: -2, writer: 0, seq: 1 };
-        let history = vec![
+        let history = Events::from(vec![
             Event::Begin { at: 4_000, order: order.clone() },
             Event::Wrote { at: 4_100, order_id: order.order_id, after: StockAfter { quantity: 998, version: 1 } },
             Event::Crash { at: 4_200, component: "writer".into(), restarted: false },
             Event::Crash { at: 4_800, component: "writer".into(), restarted: true },
-        ];
+        ]);
         let counts = InDoubt {
             resolved: 2,
             committed_by_recovery: 1,
@@ -160,9 +160,9 @@ mod tests {
 
     #[test]
     fn only_two_phase_has_the_figure() {
-        assert_eq!(in_doubt(&[], &snapshot(None)), None);
-        assert_eq!(in_doubt(&[], &Snapshot::default()), None);
-        let quiet = in_doubt(&[], &snapshot(Some(InDoubt::default()))).unwrap();
+        assert_eq!(in_doubt(&Events::new(), &snapshot(None)), None);
+        assert_eq!(in_doubt(&Events::new(), &Snapshot::default()), None);
+        let quiet = in_doubt(&Events::new(), &snapshot(Some(InDoubt::default()))).unwrap();
         assert_eq!(quiet.story, None);
         assert_eq!(describe(&quiet), "no order in doubt; 0 orders waited ≥ 100 ms on a row lock");
     }

@@ -42,12 +42,15 @@
 //! | `in_doubt.rs` | two-phase: orders in doubt, orders blocked behind them |
 //! | `arrival.rs`  | what arrived out of order, and what a last-write-wins consumer would hold |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{write_records, Event, Leg, Millis, OrderId, StockAfter};
-use crate::snapshot::{OrderRow, Snapshot};
+use crate::history::{write_records, Events, IdSet, Leg, Millis, OrderId, StockAfter};
+use crate::snapshot::Snapshot;
+// The hand-built tests (`tests.rs`, `use super::*`) build order rows.
+#[cfg(test)]
+use crate::snapshot::OrderRow;
 
 mod arrival;
 mod evidence;
@@ -375,14 +378,14 @@ impl Findings {
 }
 
 /// Compares the history with the snapshot. Pure.
-pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
+pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
     let records = write_records(history);
     // First, what the snapshot did not see: it decides which figures can be
     // known, and whether there can be a verdict at all.
     let evidence = evidence::assess(snapshot);
 
     // Ground truth: the orders table.
-    let committed: HashMap<OrderId, &OrderRow> = snapshot.orders.iter().map(|o| (o.order_id, o)).collect();
+    let committed: IdSet = snapshot.orders.iter().map(|o| o.order_id).collect();
     let truth: BTreeMap<i32, StockAfter> = snapshot
         .stock
         .iter()
@@ -403,7 +406,7 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
         Some(Ok(read)) => Some(read),
         _ => None,
     };
-    let on_topic = read.map(|r| topic::deliveries(&r.records));
+    let on_topic = read.map(|r| topic::delivered(&r.records));
 
     // Legs that happened although the writer was told otherwise.
     let (recovered, false_failure) = topic::legs(&records, &committed, on_topic.as_ref(), evidence.topic_incomplete);
@@ -413,7 +416,7 @@ pub fn reconcile(history: &[Event], snapshot: &Snapshot) -> Findings {
     // The topic against the orders table. A topic that could not be read
     // at all still has these anomalies — unknown, not "does not apply".
     if snapshot.topic.is_some() {
-        let empty = HashMap::new();
+        let empty = IdSet::default();
         anomalies.insert(Anomaly::Lost, topic::lost(&snapshot.orders, on_topic.as_ref().unwrap_or(&empty)));
         let (ghost, duplicate, reordered) = read.map(|r| topic::walk_topic(&r.records, &committed)).unwrap_or_default();
         anomalies.insert(Anomaly::Ghost, ghost);

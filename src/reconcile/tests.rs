@@ -3,13 +3,13 @@
 
 use super::*;
 use crate::event::StockChanged;
-use crate::history::{Event, Order, ProbeSample, ReadSample, Told};
+use crate::history::{Event, Events, Order, ProbeSample, ReadSample, Told};
 use crate::snapshot::{Backlog, CachedEntry, DownstreamState, DrainReport, StockRow, TopicRead, TopicRecord};
 use uuid::Uuid;
 
 /// A hand-built run: orders placed, and what the stores hold.
 struct Run {
-    history: Vec<Event>,
+    history: Events,
     snapshot: Snapshot,
     clock: Millis,
 }
@@ -23,7 +23,7 @@ impl Run {
     /// product at version 0.
     fn publishing() -> Run {
         Run {
-            history: Vec::new(),
+            history: Events::new(),
             snapshot: Snapshot {
                 stock: vec![StockRow { product_id: 1, quantity: 1000, version: 0 }],
                 topic: Some(Ok(TopicRead::assumed_complete(Vec::new(), 1))),

@@ -1,21 +1,15 @@
 //! The topic against the orders table: lost, ghost, duplicate, reordered,
 //! and which legs the writers were wrong about.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{Example, Tally};
-use crate::history::{Leg, OrderId, Outcome, WriteRecord};
+use crate::history::{IdSet, Leg, Outcome, WriteRecord};
 use crate::snapshot::{OrderRow, TopicRecord};
 
-/// How many records of each order the topic holds (decodable ones).
-pub(super) fn deliveries(topic: &[TopicRecord]) -> HashMap<OrderId, u64> {
-    let mut counts = HashMap::new();
-    for record in topic {
-        if let Ok(event) = &record.event {
-            *counts.entry(event.order_id).or_insert(0) += 1;
-        }
-    }
-    counts
+/// The orders the topic holds a record of (a decodable one).
+pub(super) fn delivered(topic: &[TopicRecord]) -> IdSet {
+    topic.iter().filter_map(|record| record.event.as_ref().ok()).map(|event| event.order_id).collect()
 }
 
 /// Legs that happened although the writer was told otherwise: `recovered`
@@ -28,8 +22,8 @@ pub(super) fn deliveries(topic: &[TopicRecord]) -> HashMap<OrderId, u64> {
 /// tally is marked unknown, its count what was seen.
 pub(super) fn legs(
     records: &[WriteRecord],
-    committed: &HashMap<OrderId, &OrderRow>,
-    on_topic: Option<&HashMap<OrderId, u64>>,
+    committed: &IdSet,
+    on_topic: Option<&IdSet>,
     topic_incomplete: Option<&str>,
 ) -> (Tally, Tally) {
     let mut recovered = Tally::default();
@@ -37,8 +31,8 @@ pub(super) fn legs(
     for record in records {
         for (leg, leg_record) in &record.legs {
             let happened = match leg {
-                Leg::Db => Some(committed.contains_key(&record.order.order_id)),
-                Leg::Topic => on_topic.map(|t| t.contains_key(&record.order.order_id)),
+                Leg::Db => Some(committed.contains(&record.order.order_id)),
+                Leg::Topic => on_topic.map(|t| t.contains(&record.order.order_id)),
                 Leg::Cache => None,
             };
             let tally = match leg_record.told.outcome {
@@ -70,10 +64,10 @@ pub(super) fn legs(
 }
 
 /// Committed orders that never reached the topic.
-pub(super) fn lost(orders: &[OrderRow], on_topic: &HashMap<OrderId, u64>) -> Tally {
+pub(super) fn lost(orders: &[OrderRow], on_topic: &IdSet) -> Tally {
     let mut tally = Tally::default();
     for order in orders {
-        if !on_topic.contains_key(&order.order_id) {
+        if !on_topic.contains(&order.order_id) {
             tally.add(Example {
                 order_id: Some(order.order_id),
                 product_id: order.product_id,
@@ -88,31 +82,33 @@ pub(super) fn lost(orders: &[OrderRow], on_topic: &HashMap<OrderId, u64>) -> Tal
 /// One pass over the topic in partition and offset order: ghosts (orders
 /// that never committed), duplicates (extra deliveries of an order) and
 /// reorderings (a product's version going backwards).
-pub(super) fn walk_topic(topic: &[TopicRecord], committed: &HashMap<OrderId, &OrderRow>) -> (Tally, Tally, Tally) {
+pub(super) fn walk_topic(topic: &[TopicRecord], committed: &IdSet) -> (Tally, Tally, Tally) {
     let mut ghost = Tally::default();
     let mut duplicate = Tally::default();
     let mut reordered = Tally::default();
-    let mut seen: HashSet<OrderId> = HashSet::new();
+    let mut seen = IdSet::default();
     let mut highest: HashMap<i32, i64> = HashMap::new();
     for record in topic {
         let Ok(event) = &record.event else { continue };
         let first = seen.insert(event.order_id);
-        let at = format!("partition {} offset {}", record.partition, record.offset);
+        // Where the record is, in words: written only for an example (a
+        // million records would be a million strings).
+        let at = || format!("partition {} offset {}", record.partition, record.offset);
         if !first {
             duplicate.add(Example {
                 order_id: Some(event.order_id),
                 product_id: event.product_id,
                 leg: None,
-                detail: format!("delivered again at {at}"),
+                detail: format!("delivered again at {}", at()),
             });
             continue;
         }
-        if !committed.contains_key(&event.order_id) {
+        if !committed.contains(&event.order_id) {
             ghost.add(Example {
                 order_id: Some(event.order_id),
                 product_id: event.product_id,
                 leg: None,
-                detail: format!("on the topic at {at} as version {}, never committed", event.version),
+                detail: format!("on the topic at {} as version {}, never committed", at(), event.version),
             });
         }
         let top = highest.entry(event.product_id).or_insert(i64::MIN);
@@ -121,7 +117,7 @@ pub(super) fn walk_topic(topic: &[TopicRecord], committed: &HashMap<OrderId, &Or
                 order_id: Some(event.order_id),
                 product_id: event.product_id,
                 leg: None,
-                detail: format!("version {} arrived after version {} ({at})", event.version, *top),
+                detail: format!("version {} arrived after version {} ({})", event.version, *top, at()),
             });
         } else {
             *top = event.version;

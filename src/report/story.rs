@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::history::{write_records, Event, Leg, Millis, OrderId, WriteRecord};
+use crate::history::{write_records, Event, Events, Leg, Millis, OrderId, WriteRecord};
 use crate::reconcile::{Anomaly, Findings};
 use crate::scenario::schedule::Schedule;
 use crate::snapshot::Snapshot;
@@ -32,7 +32,7 @@ pub struct Story {
 }
 
 /// The story of the first example of every anomaly found.
-pub fn stories(history: &[Event], snapshot: &Snapshot, findings: &Findings, schedule: &Schedule) -> Vec<Story> {
+pub fn stories(history: &Events, snapshot: &Snapshot, findings: &Findings, schedule: &Schedule) -> Vec<Story> {
     let records = write_records(history);
     let by_id: HashMap<OrderId, &WriteRecord> = records.iter().map(|r| (r.order.order_id, r)).collect();
     let teller = Teller { history, records: &records, by_id, snapshot, schedule };
@@ -55,7 +55,7 @@ pub fn stories(history: &[Event], snapshot: &Snapshot, findings: &Findings, sche
 }
 
 struct Teller<'a> {
-    history: &'a [Event],
+    history: &'a Events,
     records: &'a [WriteRecord],
     by_id: HashMap<OrderId, &'a WriteRecord>,
     snapshot: &'a Snapshot,
@@ -93,7 +93,7 @@ impl Teller<'_> {
             .filter(|w| w.link == link && w.from <= b && a < w.until)
             .map(|w| w.describe())
             .collect();
-        for event in self.history {
+        for event in self.history.whole() {
             if let Event::Crash { at, component, restarted: false } = event {
                 if *at >= from && *at <= until.max(from) {
                     found.push(format!("{component} crashed at {}", seconds(*at)));
@@ -106,7 +106,7 @@ impl Teller<'_> {
     /// Crashes and restarts of the relay or connector, for duplicates.
     fn background_crashes(&self) -> Vec<String> {
         self.history
-            .iter()
+            .whole()
             .filter_map(|e| match e {
                 Event::Crash { at, component, restarted } if component != "writer" => Some(format!(
                     "the {component} {} at {}",
@@ -254,7 +254,7 @@ impl Teller<'_> {
     fn late_fill(&self, product_id: i32, record: &WriteRecord) -> Option<String> {
         let deleted_at = record.legs.get(&Leg::Cache)?.completed_at?;
         let version = record.after?.version;
-        self.history.iter().find_map(|e| match e {
+        self.history.whole().find_map(|e| match e {
             Event::Read(r)
                 if r.product_id == product_id
                     && r.filled_cache

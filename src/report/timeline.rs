@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{write_records, Event, Leg, Millis, OrderId, Outcome};
+use crate::history::{write_records, Event, Events, Leg, Millis, OrderId, Outcome};
 use crate::names::Strategy;
 use crate::snapshot::Snapshot;
 
@@ -171,7 +171,7 @@ pub struct CrashMark {
 }
 
 /// Builds the timeline of a run of `strategy`.
-pub fn timeline(history: &[Event], snapshot: &Snapshot, strategy: Strategy) -> Timeline {
+pub fn timeline(history: &Events, snapshot: &Snapshot, strategy: Strategy) -> Timeline {
     let publishes = strategy.publishes();
     let records = write_records(history);
     let committed: HashMap<OrderId, i64> = snapshot.orders.iter().map(|o| (o.order_id, o.version)).collect();
@@ -269,7 +269,7 @@ pub fn timeline(history: &[Event], snapshot: &Snapshot, strategy: Strategy) -> T
         .collect::<Vec<_>>();
 
     let crashes = history
-        .iter()
+        .whole()
         .filter_map(|e| match e {
             Event::Crash { at, component, restarted } => {
                 Some(CrashMark { at: *at, component: component.clone(), restarted: *restarted })
@@ -304,7 +304,7 @@ fn reordered_orders(snapshot: &Snapshot) -> HashSet<OrderId> {
 }
 
 /// Per product: the database's steps, the consumer's and the cache's.
-fn products(history: &[Event], snapshot: &Snapshot, orders: &[OrderMark]) -> Vec<ProductTimeline> {
+fn products(history: &Events, snapshot: &Snapshot, orders: &[OrderMark]) -> Vec<ProductTimeline> {
     let mut by_product: BTreeMap<i32, ProductTimeline> = snapshot
         .stock
         .iter()
@@ -364,7 +364,7 @@ fn products(history: &[Event], snapshot: &Snapshot, orders: &[OrderMark]) -> Vec
     }
 
     // The cache, as readers found it and filled it.
-    for event in history {
+    for event in history.whole() {
         let Event::Read(r) = event else { continue };
         let Some(served) = r.served else { continue };
         let point = Point { at: r.at, version: served.version, quantity: served.quantity };
