@@ -20,7 +20,8 @@
 //! A scenario can crash it (`component = "consumer"`): it stops fetching, and
 //! its restart resumes at the offsets it had reached, with its projection
 //! intact, as a service that stores both in one transaction does. What it
-//! then reads is a backlog, fetched a partition's worth at a time.
+//! then reads is a backlog: a real broker serves each fetch a partition's
+//! whole share (up to 1 MiB), the embedded one a batch per partition.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -127,7 +128,7 @@ impl Downstream {
 
     /// Restarts a crashed consumer where it left off: a new client, assigned
     /// each partition at the offset after the last record it took in. Its
-    /// first fetches bring the backlog, each partition's share in one piece.
+    /// first fetches bring the backlog, partition by partition.
     pub async fn restart(&self) -> Result<(), String> {
         let from = {
             let mut shared = self.shared.lock().expect("consumer mutex poisoned");
