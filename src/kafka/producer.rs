@@ -399,6 +399,28 @@ mod tests {
     use rdkafka::types::RDKafkaErrorCode as Code;
 
     #[test]
+    fn the_statistics_say_when_the_producer_has_its_id() {
+        // librdkafka 2.12's statistics, cut down to what is read.
+        let stats = |state: &str| {
+            format!(
+                r#"{{"name": "p#producer-1", "eos": {{ "idemp_state": "{state}", "idemp_stateage": 25 }}, "brokers": {{}}}}"#
+            )
+        };
+        let context = DeliveryContext::default();
+        context.stats_raw(stats("RequestPID").as_bytes());
+        assert!(!context.has_producer_id.load(Ordering::Relaxed));
+        context.stats_raw(stats("Assigned").as_bytes());
+        assert!(context.has_producer_id.load(Ordering::Relaxed));
+        // An epoch bump takes the id away until the broker answers again.
+        context.stats_raw(stats("DrainBump").as_bytes());
+        assert!(!context.has_producer_id.load(Ordering::Relaxed));
+        // Statistics that cannot be read change nothing.
+        context.stats_raw(stats("Assigned").as_bytes());
+        context.stats_raw(b"not json");
+        assert!(context.has_producer_id.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn a_refused_producer_id_or_epoch_kills_the_producer_and_nothing_else_does() {
         let error = |code| KafkaError::MessageProduction(code);
         assert!(rejects_the_producer(&error(Code::ProducerFenced)));
