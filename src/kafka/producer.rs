@@ -5,9 +5,16 @@
 //! timeout (`message.timeout.ms`). What it reports after that is decided by
 //! librdkafka's own bookkeeping of whether the message reached the broker,
 //! which this module turns into Ok / Fail / Unknown.
+//!
+//! An idempotent producer sends nothing until the broker has given it a
+//! producer id, and librdkafka asks for one on a 500 ms timer from its
+//! creation, or sooner when a metadata reply arrives while a broker is
+//! connected. [`Publisher::warm_up`] waits for that id, so that a publish
+//! right after start-up is not held for half a second.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -18,8 +25,28 @@ use tokio::sync::oneshot;
 use crate::error::{Chain, Error, Result};
 use crate::history::Told;
 
-/// Routes each delivery report to the task waiting for it.
-pub struct DeliveryContext;
+/// Routes each delivery report to the task waiting for it, and keeps
+/// whether the producer has its producer id (from librdkafka's statistics).
+#[derive(Default)]
+pub struct DeliveryContext {
+    has_producer_id: AtomicBool,
+}
+
+/// How often librdkafka reports its statistics: how late, at most,
+/// [`Publisher::warm_up`] learns that the producer id came.
+const STATISTICS_INTERVAL_MS: &str = "20";
+
+/// The part of librdkafka's statistics that [`DeliveryContext`] reads.
+#[derive(serde::Deserialize)]
+struct Statistics {
+    eos: Option<Eos>,
+}
+
+#[derive(serde::Deserialize)]
+struct Eos {
+    /// "Assigned" once the broker has given the producer its id.
+    idemp_state: String,
+}
 
 impl ClientContext for DeliveryContext {
     // Connection errors during a fault are expected; see `kafka::quiet`.
@@ -28,6 +55,11 @@ impl ClientContext for DeliveryContext {
     }
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         super::quiet::Quiet.error(error, reason)
+    }
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(Statistics { eos: Some(eos) }) = serde_json::from_slice::<Statistics>(statistics) {
+            self.has_producer_id.store(eos.idemp_state == "Assigned", Ordering::Relaxed);
+        }
     }
 }
 
@@ -192,8 +224,10 @@ fn build(config: &PublisherConfig) -> Result<ThreadedProducer<DeliveryContext>> 
         .set("retry.backoff.ms", "50")
         .set("retry.backoff.max.ms", "500")
         .set("linger.ms", "2")
+        // Only for the producer id's state (see `DeliveryContext`).
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set("log_level", "3")
-        .create_with_context(DeliveryContext)
+        .create_with_context(DeliveryContext::default())
         .map_err(|e| Error::refused("Kafka", config.bootstrap.clone(), "create a producer", e))
 }
 
@@ -324,12 +358,32 @@ impl Publisher {
         }
     }
 
-    /// Connects and fetches the topic's metadata, so that the first publish
-    /// does not wait for the producer to start. Best effort, bounded.
+    /// Connects, fetches the topic's metadata and waits for the producer id,
+    /// so that the first publish does not wait for the producer to start.
+    /// Best effort, bounded by `limit`.
+    ///
+    /// The metadata is asked for again until the id has come: librdkafka
+    /// asks for an id when a metadata reply arrives and a broker is
+    /// connected, and otherwise only on a 500 ms timer from the producer's
+    /// creation. The first reply usually comes through the bootstrap
+    /// connection, before the connection to the broker it names is up, so
+    /// without the second ask a publish made right after start-up (a relay
+    /// started with the workload) waited out that timer.
     pub async fn warm_up(&self, limit: Duration) {
         let producer = self.current();
         let topic = self.config.topic.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), limit)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + limit;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = producer.client().fetch_metadata(Some(&topic), left);
+                if producer.context().has_producer_id.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())));
+            }
+        })
+        .await;
     }
 
     /// Waits up to `limit` for queued messages to be delivered.
@@ -343,6 +397,28 @@ mod tests {
     use super::*;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn the_statistics_say_when_the_producer_has_its_id() {
+        // librdkafka 2.12's statistics, cut down to what is read.
+        let stats = |state: &str| {
+            format!(
+                r#"{{"name": "p#producer-1", "eos": {{ "idemp_state": "{state}", "idemp_stateage": 25 }}, "brokers": {{}}}}"#
+            )
+        };
+        let context = DeliveryContext::default();
+        context.stats_raw(stats("RequestPID").as_bytes());
+        assert!(!context.has_producer_id.load(Ordering::Relaxed));
+        context.stats_raw(stats("Assigned").as_bytes());
+        assert!(context.has_producer_id.load(Ordering::Relaxed));
+        // An epoch bump takes the id away until the broker answers again.
+        context.stats_raw(stats("DrainBump").as_bytes());
+        assert!(!context.has_producer_id.load(Ordering::Relaxed));
+        // Statistics that cannot be read change nothing.
+        context.stats_raw(stats("Assigned").as_bytes());
+        context.stats_raw(b"not json");
+        assert!(context.has_producer_id.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn a_refused_producer_id_or_epoch_kills_the_producer_and_nothing_else_does() {

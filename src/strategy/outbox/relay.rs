@@ -41,6 +41,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::backoff::{Backoff, Retry};
@@ -53,6 +54,10 @@ use crate::snapshot::Backlog;
 
 /// Rows claimed per pass.
 pub const BATCH: i64 = 100;
+
+/// How long a relay's producer may take to start before the relay claims
+/// anyway (its publishes then wait or fail like any other).
+const WARM_UP: Duration = Duration::from_secs(10);
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -243,10 +248,14 @@ impl Relay {
 
     /// The relay's loop: a pass whenever woken, more passes while rows keep
     /// coming, backoff while Kafka or the database fails.
-    pub async fn run(self: Arc<Self>) {
+    /// `warmed` is told when the producer has started (or its warm-up
+    /// gave up), just before the first pass.
+    pub async fn run(self: Arc<Self>, warmed: oneshot::Sender<()>) {
         // A relay claims nothing before its producer can publish: rows it
-        // claimed would otherwise sit locked while the client starts.
-        self.publisher.warm_up(Duration::from_secs(10)).await;
+        // claimed would otherwise sit locked while the client starts — up
+        // to half a second for the producer id alone (`Publisher::warm_up`).
+        self.publisher.warm_up(WARM_UP).await;
+        let _ = warmed.send(());
         let mut retry = Retry::new(Backoff::BACKGROUND);
         let mut listener = None;
         loop {
@@ -287,15 +296,29 @@ pub struct Relays {
 }
 
 impl Relays {
-    /// Starts `env.tuning.relays` relays.
+    /// Starts `env.tuning.relays` relays and waits until their producers
+    /// have started (at most [`WARM_UP`]). A service's relay is running
+    /// before the first order, as the app's producer is (`App::warm_up`):
+    /// the run's clock starts after this, so the lag it measures is the
+    /// relay's own, not its start-up.
     pub async fn start(env: &Env) -> Result<Relays> {
+        let (relays, warmed) = Relays::spawn(env).await?;
+        // An error here is a relay task that ended before warming up: it
+        // was aborted, and its rows wait for the next relay as after a crash.
+        let _ = join_all(warmed).await;
+        Ok(relays)
+    }
+
+    /// Starts the relays without waiting for them: each warms up on its own.
+    async fn spawn(env: &Env) -> Result<(Relays, Vec<oneshot::Receiver<()>>)> {
         let direct = db::connect_direct(&env.db, Some(&env.schema), 1).await?;
         let mut relays = Vec::new();
         for i in 0..env.tuning.relays {
             relays.push(Arc::new(Relay::new(env, &format!("dualwrite-relay-{i}"))?));
         }
-        let tasks = relays.iter().map(|r| tokio::spawn(r.clone().run())).collect();
-        Ok(Relays { relays, tasks, direct })
+        let (senders, warmed): (Vec<_>, Vec<_>) = relays.iter().map(|_| oneshot::channel()).unzip();
+        let tasks = relays.iter().zip(senders).map(|(r, warmed)| tokio::spawn(r.clone().run(warmed))).collect();
+        Ok((Relays { relays, tasks, direct }, warmed))
     }
 
     /// The process-death imitation: every relay stops where it is. An open
@@ -318,9 +341,10 @@ impl Relays {
     }
 
     /// Starts the relays again after a crash: they resume from the table
-    /// itself — every row not yet marked.
+    /// itself — every row not yet marked. They are not waited for: a restarted process starts its producer
+    /// while the orders go on, and the scenario's faults with them.
     pub async fn restart(&mut self, env: &Env) -> Result<()> {
-        let mut fresh = Relays::start(env).await?;
+        let (mut fresh, _warmed) = Relays::spawn(env).await?;
         self.relays = std::mem::take(&mut fresh.relays);
         self.tasks = std::mem::take(&mut fresh.tasks);
         Ok(())
