@@ -175,6 +175,10 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// How long the connector's producer may take to start before the run
+/// begins anyway (on a healthy link it takes milliseconds).
+const WARM_UP: Duration = Duration::from_secs(5);
+
 impl Connector {
     /// Starts the connector of a CDC run. The slot and publication must
     /// exist ([`super::prepare`]). Reaching Postgres through the relay link
@@ -188,6 +192,13 @@ impl Connector {
             running: None,
         };
         connector.spawn(env)?;
+        // Running before the first order, as the relay and the app's
+        // producer are: a producer's first publish otherwise waits up to
+        // half a second for its producer id, and the run's lag would show
+        // the connector's start-up. A restarted connector is not waited for.
+        if let Some(running) = &connector.running {
+            running.sink.warm_up(WARM_UP).await;
+        }
         Ok(connector)
     }
 

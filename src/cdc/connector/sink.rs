@@ -38,6 +38,14 @@ impl Sink {
         }
     }
 
+    /// Waits until a topic sink's producer can publish (it has its producer
+    /// id), at most `limit`: see [`Publisher::warm_up`]. A cache needs none.
+    pub(super) async fn warm_up(&self, limit: std::time::Duration) {
+        if let Sink::Topic(publisher) = self {
+            publisher.warm_up(limit).await;
+        }
+    }
+
     /// `error`, with the producer's replacements if any (see
     /// [`Publisher::with_rebuilds`]).
     pub(super) fn with_rebuilds(&self, error: String) -> String {
