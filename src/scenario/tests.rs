@@ -516,6 +516,7 @@ fn more_malformed_shapes() {
         ("description = \"d\"\n[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 0\nlength = [\"5%\", \"10%\"]\n".to_owned(), "test.toml:5: random 1: \"count\" must be between 1 and 1000, not 0"),
         ("description = \"d\"\n[[random]]\nlink = \"redis\"\ntype = \"timeout\"\ncount = 2\nlength = \"5%\"\n".to_owned(), "test.toml:6: random 1: length must be a pair like [\"5%\", \"10%\"], not \"5%\""),
         ("description = \"d\"\n[workload]\ncache_fill_delay = [\"1%\", \"2%\"]\n".to_owned(), "test.toml:3: [workload]: cache_fill_delay takes durations like [\"20ms\", \"200ms\"], not percentages"),
+        ("description = \"d\"\n[workload]\nevent_key = \"customer\"\n".to_owned(), "test.toml:3: [workload] event_key: unknown key \"customer\" (one of: product, order)"),
     ];
     for (text, expected) in cases {
         assert_eq!(parse_err(&text), expected, "for:\n{text}");
@@ -645,4 +646,20 @@ fn a_very_long_run_expands_at_once() {
     assert!(!schedule.windows.is_empty());
     assert_well_formed("flaky-network", &schedule, run);
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn wrong_key_keys_by_order_and_crashes_the_consumer() {
+    let s = Scenario::builtin("wrong-key").unwrap();
+    let schedule = s.schedule(1, Duration::from_secs(15)).unwrap();
+    assert_eq!(schedule.knobs.event_key, crate::event::EventKey::Order);
+    assert_eq!(schedule.crashes.len(), 1);
+    assert_eq!(schedule.crashes[0].component, Component::Consumer);
+    // Down from 40% until the end of the run: the restart comes after the writes.
+    assert_eq!((ms(schedule.crashes[0].at), ms(schedule.crashes[0].restart_after)), (6000, 9000));
+    // Every other built-in keeps the right key.
+    for name in Scenario::builtin_names().into_iter().filter(|n| *n != "wrong-key") {
+        let other = Scenario::builtin(name).unwrap().schedule(1, Duration::from_secs(15)).unwrap();
+        assert_eq!(other.knobs.event_key, crate::event::EventKey::Product, "{name}");
+    }
 }
