@@ -350,8 +350,14 @@ async fn a_crash_before_confirmation_publishes_again_and_loses_nothing() {
         let app = App::connect(&env).unwrap();
         let ledger = connector(&background).ledger().clone();
         ledger.hold_acks(true);
-        let slot_before = confirmed_flush(&env).await;
         let confirmed_before = ledger.confirmed();
+        // The slot's position is read once a position handed over before the
+        // hold has reached the server (with a status update, at most
+        // STATUS_INTERVAL later): the connector has been streaming since it
+        // started, its producer warming up, and may have handed one over just
+        // before.
+        tokio::time::sleep(STATUS_INTERVAL * 5 / 2).await;
+        let slot_before = confirmed_flush(&env).await;
 
         let first = place_orders(&app, &history, 8).await;
         eventually("the broker to acknowledge the first orders", || {
