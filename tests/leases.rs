@@ -93,8 +93,22 @@ fn doctor_beside_live_runs_removes_only_what_killed_runs_left() {
         (live_cdc.wait(Duration::from_secs(60)), live_cdc_ns),
         (live_cache.wait(Duration::from_secs(60)), live_cache_ns),
     ] {
-        assert_eq!(finished.code, Some(0), "{ns}:\n{}\n{}", finished.stdout, finished.stderr);
-        assert!(finished.stdout.contains("consistent ✓"), "{}", finished.stdout);
+        // A live run's verdict is its strategy's, untouched by the doctor. The
+        // one exception calm allows is cache-aside's own race (a reader's fill
+        // landing after the writer's delete), which a busy machine can show
+        // without any fault; removing keys cannot make a cached value stale.
+        let races = finished.code == Some(1)
+            && ns.starts_with("dw_cache_aside_")
+            && finished.stdout.contains("the stores disagree:")
+            && finished.stdout.lines().filter(|l| l.contains("the stores disagree:")).all(|l| {
+                l.split("disagree:").nth(1).unwrap_or("").split(',').all(|a| a.trim().ends_with("stale_cache"))
+            });
+        assert!(
+            finished.code == Some(0) && finished.stdout.contains("consistent ✓") || races,
+            "{ns}:\n{}\n{}",
+            finished.stdout,
+            finished.stderr
+        );
         assert!(!postgres.dualwrite_objects().iter().any(|o| o.contains(&ns)), "{ns} cleaned up after itself");
     }
     assert_eq!(postgres.dualwrite_objects(), Vec::<String>::new());
