@@ -277,37 +277,49 @@ impl Publisher {
 
     /// [`Publisher::publish`], also saying whether a failure is permanent.
     pub async fn publish_detailed(&self, key: &str, payload: &[u8]) -> Delivery {
+        self.enqueue(key, payload).await
+    }
+
+    /// Hands the record to the producer now, and returns what waits for its
+    /// outcome. Records enqueued one after another for the same key reach
+    /// its partition in that order: the producer is idempotent, so its own
+    /// retries keep them in order too. (An `async fn` would enqueue only
+    /// when first polled, and futures polled together may start in any order.)
+    pub fn enqueue(&self, key: &str, payload: &[u8]) -> impl std::future::Future<Output = Delivery> + Send + '_ {
         let producer = self.current();
         let (waiter, report) = oneshot::channel::<Report>();
         let record = BaseRecord::with_opaque_to(&self.config.topic, Box::new(waiter)).key(key).payload(payload);
-        if let Err((error, _record)) = producer.send(record) {
-            // Refused before it was queued (too large, queue full, fatal
-            // producer state): nothing left this process.
-            self.replace_if_dead(&producer, None);
-            let permanent = is_permanent(&error);
-            return Delivery { told: Told::fail(Chain(&error)), permanent };
+        let refused = producer.send(record).err().map(|(error, _record)| error);
+        async move {
+            if let Some(error) = refused {
+                // Refused before it was queued (too large, queue full, fatal
+                // producer state): nothing left this process.
+                self.replace_if_dead(&producer, None);
+                let permanent = is_permanent(&error);
+                return Delivery { told: Told::fail(Chain(&error)), permanent };
+            }
+            // librdkafka reports every message within message.timeout.ms; the
+            // margin covers a report that is itself slow to arrive.
+            let bound = self.config.publish_timeout + Duration::from_secs(5);
+            let (delivery, rejects_producer) = match tokio::time::timeout(bound, report).await {
+                Ok(Ok(Report { delivery, rejects_producer })) => (delivery, rejects_producer),
+                Ok(Err(_)) => (
+                    Delivery {
+                        told: Told::unknown("the producer was closed before it reported the delivery"),
+                        permanent: false,
+                    },
+                    None,
+                ),
+                Err(_) => (
+                    Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false },
+                    None,
+                ),
+            };
+            if delivery.told.outcome != crate::history::Outcome::Ok {
+                self.replace_if_dead(&producer, rejects_producer);
+            }
+            delivery
         }
-        // librdkafka reports every message within message.timeout.ms; the
-        // margin covers a report that is itself slow to arrive.
-        let bound = self.config.publish_timeout + Duration::from_secs(5);
-        let (delivery, rejects_producer) = match tokio::time::timeout(bound, report).await {
-            Ok(Ok(Report { delivery, rejects_producer })) => (delivery, rejects_producer),
-            Ok(Err(_)) => (
-                Delivery {
-                    told: Told::unknown("the producer was closed before it reported the delivery"),
-                    permanent: false,
-                },
-                None,
-            ),
-            Err(_) => (
-                Delivery { told: Told::unknown(format!("no delivery report within {bound:?}")), permanent: false },
-                None,
-            ),
-        };
-        if delivery.told.outcome != crate::history::Outcome::Ok {
-            self.replace_if_dead(&producer, rejects_producer);
-        }
-        delivery
     }
 
     /// Builds a new producer if `producer` is dead: librdkafka says it hit a

@@ -26,11 +26,15 @@
 //! **Why it cannot invent an event.** Logical decoding only ever emits
 //! committed transactions; a rolled-back order never reaches the WAL stream.
 //!
-//! **Order.** Each product has a lane (see `pipeline.rs`): its events leave
-//! one at a time in commit order, the next only once the broker acknowledged
-//! the one before, so a product's versions reach the topic in order even
-//! when a publish is retried. Products' lanes run side by side, so a slow
-//! acknowledgement delays one product rather than all of them.
+//! **Order.** Each product has a lane (see `pipeline.rs`): its events are
+//! handed to the idempotent producer in commit order as soon as they commit,
+//! and the producer keeps a partition's records in that order, through its
+//! own retries too. Waiting for each acknowledgement before sending the next
+//! would cap a product at one event per broker round trip. A publish the
+//! producer gives up on is retried, and its lane then sends one event at a
+//! time, each after the one before is acknowledged, until it is empty. Only
+//! then can a version land after a newer one (the producer gave up on one
+//! and delivered the next): the report counts it as `reordered`.
 //!
 //! **Crash.** [`Connector::crash`] imitates the process dying: the task
 //! stops at its current `.await` (no code after it runs), the replication

@@ -3,6 +3,8 @@
 //! Either way a delivery ends Ok, Fail or Unknown, and the pipeline retries
 //! anything but Ok: the sink changes where events go, not the guarantee.
 
+use futures::future::BoxFuture;
+
 use super::cache_sink::CacheSink;
 use crate::env::Env;
 use crate::error::Result;
@@ -27,14 +29,22 @@ impl Sink {
         })
     }
 
-    /// Delivers one event, waiting for the answer (bounded by the
-    /// producer's delivery timeout or the cache's timeout).
-    pub(super) async fn deliver(&self, key: &str, payload: &[u8]) -> Told {
+    /// Starts delivering one event and returns what waits for the answer
+    /// (bounded by the producer's delivery timeout or the cache's timeout).
+    /// A topic sink hands the record to its producer before returning, so
+    /// events started one after another for a key keep that order.
+    pub(super) fn start(&self, key: &str, payload: &[u8]) -> BoxFuture<'_, Told> {
         match self {
             // Ok, Fail (never reached the broker) or Unknown (the reply was
             // lost; the broker may have it).
-            Sink::Topic(publisher) => publisher.publish(key, payload).await,
-            Sink::Cache(cache) => cache.deliver(payload).await,
+            Sink::Topic(publisher) => {
+                let delivery = publisher.enqueue(key, payload);
+                Box::pin(async move { delivery.await.told })
+            }
+            Sink::Cache(cache) => {
+                let payload = payload.to_vec();
+                Box::pin(async move { cache.deliver(&payload).await })
+            }
         }
     }
 
