@@ -33,6 +33,7 @@ use dualwrite::infra::Infra;
 use dualwrite::strategy::Strategy;
 
 mod alloc;
+mod cpu;
 mod pgbench;
 mod reconcile;
 mod runs;
@@ -204,6 +205,7 @@ async fn main() {
     println!();
     println!("2. highest rate: orders a second committed with the writers saturated (8 tasks, 16 in flight each)");
     let naive_max = rows.iter().find(|r| r.strategy == Strategy::Naive && r.rate == Rate::Saturated);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for r in rows.iter().filter(|r| r.rate == Rate::Saturated) {
         let of_naive = naive_max.map(|n| r.orders_per_second() / n.orders_per_second());
         let target = if r.strategy == Strategy::Outbox {
@@ -217,7 +219,20 @@ async fn main() {
             r.orders_per_second(),
             show_ratio(of_naive)
         );
+        if let (Some((machine, postgres, this)), Some(used)) = (r.cpu_per_order(), r.cpu) {
+            println!(
+                "   {:<11} CPU per order {machine:>5.0} µs (PostgreSQL {postgres:.0}, dualwrite {this:.0}, the rest {:.0}); \
+                 CPUs busy {:.0} % of {cpus}",
+                "",
+                machine - postgres - this,
+                100.0 * used.machine / (used.wall * cpus as f64),
+            );
+        }
     }
+    println!(
+        "   with every CPU busy, orders/s is the CPUs' time ÷ CPU per order: a strategy that needs more \
+         CPU per order than naive cannot reach naive's rate on this machine"
+    );
     if args.short {
         println!("   (not measured in the short mode)");
     }

@@ -13,6 +13,8 @@ use dualwrite::scenario::Scenario;
 use dualwrite::signals::Interrupt;
 use dualwrite::strategy::Strategy;
 
+use crate::cpu::{Sampler, Used};
+
 /// A rate to run at: orders a second, or as fast as the writers go.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rate {
@@ -59,12 +61,24 @@ pub struct Measured {
     pub wall: Duration,
     /// Every phase but main: what the run costs beyond its workload.
     pub phases: Vec<(&'static str, Duration)>,
+    /// The CPU used during the main phase (see `cpu.rs`), if `/proc` could be read.
+    pub cpu: Option<Used>,
 }
 
 impl Measured {
     pub fn orders_per_second(&self) -> f64 {
         self.committed as f64 / self.seconds
     }
+    /// CPU time per committed order during the main phase, in µs: the
+    /// machine's, PostgreSQL's and this process's. The orders committed in
+    /// the sampled part of the phase are taken in proportion to its length.
+    pub fn cpu_per_order(&self) -> Option<(f64, f64, f64)> {
+        let cpu = self.cpu?;
+        let orders = self.committed as f64 * (cpu.wall / self.seconds).min(1.0);
+        let us = |s: f64| s * 1e6 / orders;
+        (orders > 0.0).then(|| (us(cpu.machine), us(cpu.postgres), us(cpu.this)))
+    }
+
     /// Wall time beyond the workload's.
     pub fn overhead(&self) -> Duration {
         self.wall.saturating_sub(Duration::from_secs_f64(self.seconds))
@@ -92,9 +106,14 @@ pub async fn measure(infra: &Infra, strategy: Strategy, rate: Rate, duration: Du
         keep: false,
     };
     eprintln!("perf: {strategy} at {} for {} s…", rate.label(), duration.as_secs());
+    let sampler = Sampler::start();
     let started = Instant::now();
     let result = runner::run(infra, &plan, &Progress::hidden(), &Interrupt::new()).await.expect("a calm run completes");
     let wall = started.elapsed();
+    // The main phase's place in the run: the phases are in the order they ran.
+    let before_main: Duration = result.phases.iter().take_while(|(p, _)| *p != "main").map(|(_, d)| *d).sum();
+    let main = result.phases.iter().find(|(p, _)| *p == "main").map_or(Duration::ZERO, |(_, d)| *d);
+    let cpu = sampler.stop(started + before_main, started + before_main + main);
     let f = &result.findings;
     Measured {
         strategy,
@@ -106,5 +125,6 @@ pub async fn measure(infra: &Infra, strategy: Strategy, rate: Rate, duration: Du
         verdict: f.verdict.as_str().to_string(),
         wall,
         phases: result.phases.into_iter().filter(|(p, _)| *p != "main").collect(),
+        cpu,
     }
 }
