@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Kernel clock ticks a second (`getconf CLK_TCK`): 100 on Linux's
+/// Kernel clock ticks a second (`getconf CLK_TCK`): 100 on Linux, on
 /// every architecture this runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -94,10 +94,9 @@ fn sample() -> Option<Sample> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
         if name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
-            if let Some(("postgres", ticks)) =
-                process_ticks(&entry.path().join("stat")).as_ref().map(|(c, t)| (c.as_str(), *t))
-            {
-                postgres += ticks;
+            match process_ticks(&entry.path().join("stat")) {
+                Some((comm, ticks)) if comm == "postgres" => postgres += ticks,
+                _ => {}
             }
         }
     }
