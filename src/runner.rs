@@ -6,6 +6,7 @@
 //! heal      → reset every proxy — always, even after an error or a signal
 //! drain     → let the relay / connector / downstream consumer catch up (bounded)
 //! snapshot  → read the database, the whole topic and the cache, directly
+//!             (the topic's read follows it from the start, and ends here)
 //! reconcile → compare the history with the snapshot (pure)
 //! cleanup   → drop the namespace (unless --keep), give the lease back
 //! ```
@@ -34,6 +35,8 @@ use crate::error::{Error, Result};
 use crate::faults::Applied;
 use crate::history::{Clock, Events, History};
 use crate::infra::Infra;
+use crate::kafka::read::TopicTail;
+use crate::kafka::topic::WatermarkClient;
 use crate::lease::Lease;
 use crate::leftovers::REMOVE_COMMAND;
 use crate::progress::Progress;
@@ -119,6 +122,11 @@ pub struct RunResult {
 /// (on a healthy link it takes milliseconds).
 const WARM_UP: Duration = Duration::from_secs(5);
 
+/// How often the drain looks again: each look is a query and a watermark
+/// request, cheap beside the time a run waits for a late event, and a
+/// drain that is done is seen to be done within this.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// Runs one strategy. A signal on `interrupt` stops the run: it heals and
 /// cleans up, and returns [`Error::Interrupted`].
 pub async fn run(infra: &Infra, plan: &Plan, progress: &Progress, interrupt: &Interrupt) -> Result<RunResult> {
@@ -175,6 +183,12 @@ pub struct Live {
     /// The checker's own connection: directly to Postgres, never through a fault.
     direct: PgPool,
     downstream: Option<Arc<Downstream>>,
+    /// The checker's read of the topic, following it from the start; the
+    /// snapshot takes it and reads on to the end.
+    tail: Option<TopicTail>,
+    /// The drain's client for the topic's watermarks, connected at the
+    /// start so that the drain's first look does not wait for it.
+    marks: Option<WatermarkClient>,
     /// The relay or connector; `None` once stopped.
     background: Option<Background>,
     watch: Watch,
@@ -276,7 +290,8 @@ impl<'a> Run<'a> {
         // ── snapshot ───────────────────────────────────────────────────
         // The watch runs through the snapshot: a store that dies while it
         // is read makes the snapshot fail, and the outage says why.
-        let snapshot = self.snapshot(&live, drain, backlog).await;
+        let tail = live.tail.take();
+        let snapshot = self.snapshot(&live, tail, drain, backlog).await;
         let outages = live.watch.stop().await;
         live.direct.close().await;
         let snapshot = snapshot?;
@@ -352,15 +367,26 @@ impl<'a> Run<'a> {
         // a slow snapshot query must not stall a reader's sample.
         let direct = crate::db::connect_direct(&self.env.db, Some(&self.namespace.schema), 2).await?;
         // The consumer is fetching before the clock starts, so that the
-        // event lag it measures is the strategy's, not its own start-up.
+        // event lag it measures is the strategy's, not its own start-up;
+        // and so is the checker's read, so that after the drain only the
+        // last records are left to read (`kafka/read.rs`).
         let ready = async {
             if !self.plan.strategy.publishes() {
                 return Ok::<_, Error>(None);
             }
-            let consumer = Downstream::connect(&self.infra.kafka, &self.namespace.topic).await.map_err(|e| {
-                Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e)
-            })?;
-            Ok(Some(consumer))
+            let unreachable =
+                |e| Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e);
+            let marks = async {
+                let marks = WatermarkClient::new(&self.infra.kafka, &self.namespace.topic)?;
+                marks.watermarks().await?;
+                Ok::<_, String>(marks)
+            };
+            let (consumer, tail, marks) = tokio::join!(
+                Downstream::connect(&self.infra.kafka, &self.namespace.topic),
+                TopicTail::start(&self.infra.kafka, &self.namespace.topic),
+                marks
+            );
+            Ok(Some((consumer.map_err(unreachable)?, tail.map_err(unreachable)?, marks.map_err(unreachable)?)))
         };
         // The app's pool is lazy, but its producer starts now, before any
         // fault: a running service's would be up before its first order.
@@ -376,10 +402,13 @@ impl<'a> Run<'a> {
         // fault schedule, the workload and every latency count from here.
         let clock = Clock::start();
         let history = History::new(clock);
-        let downstream = ready.map(|consumer| Arc::new(consumer.start(clock)));
+        let (downstream, tail, marks) = match ready {
+            Some((consumer, tail, marks)) => (Some(Arc::new(consumer.start(clock))), Some(tail), Some(marks)),
+            None => (None, None, None),
+        };
         // On the same clock, so that an outage reads against the faults.
         let watch = Watch::start(clock, self.probes()?);
-        Ok(Live { history, direct, downstream, background: Some(background), watch, app: Some(app) })
+        Ok(Live { history, direct, downstream, tail, marks, background: Some(background), watch, app: Some(app) })
     }
 
     /// The stores to watch directly: Postgres always (on the lease's own
@@ -437,27 +466,21 @@ impl<'a> Run<'a> {
         let downstream = live.downstream.as_deref();
         let started = Instant::now();
         let deadline = started + self.plan.tuning.drain_timeout;
-        // One client for every look at the watermarks.
-        let marks = match downstream {
-            Some(_) => {
-                Some(crate::kafka::topic::WatermarkClient::new(&self.infra.kafka, &self.env.topic).map_err(|e| {
-                    Error::refused("Kafka", self.infra.kafka.clone(), "create a client for the topic's watermarks", e)
-                })?)
-            }
-            None => None,
-        };
         loop {
-            let published = background.caught_up(&self.env).await;
-            let (consumed, behind) = match (downstream, &marks) {
-                (Some(consumer), Some(marks)) => match marks.high_watermarks().await {
-                    Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
-                    Err(e) => {
-                        tracing::debug!("cannot read the topic's high watermarks yet: {e}");
-                        (false, None)
-                    }
-                },
-                _ => (true, None),
+            // The two looks at once: a query and a watermark request.
+            let consumer_looked = async {
+                match (downstream, &live.marks) {
+                    (Some(consumer), Some(marks)) => match marks.high_watermarks().await {
+                        Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
+                        Err(e) => {
+                            tracing::debug!("cannot read the topic's high watermarks yet: {e}");
+                            (false, None)
+                        }
+                    },
+                    _ => (true, None),
+                }
             };
+            let (published, (consumed, behind)) = tokio::join!(background.caught_up(&self.env), consumer_looked);
             let waited_ms = started.elapsed().as_millis() as u64;
             if published && consumed {
                 return Ok(DrainReport::complete(waited_ms));
@@ -486,7 +509,7 @@ impl<'a> Run<'a> {
                 });
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(DRAIN_POLL) => {}
                 _ = self.interrupt.cancelled() => return Err(self.interrupted()),
                 _ = live.watch.died() => return Err(self.store_died(live)),
             }
@@ -503,11 +526,37 @@ impl<'a> Run<'a> {
     }
 
     /// snapshot: the final read, directly from every store.
-    async fn snapshot(&self, live: &Live, drain: DrainReport, backlog: Option<BacklogRead>) -> Result<Snapshot> {
+    async fn snapshot(
+        &self,
+        live: &Live,
+        tail: Option<TopicTail>,
+        drain: DrainReport,
+        backlog: Option<BacklogRead>,
+    ) -> Result<Snapshot> {
         self.enter("snapshot");
+        // The three stores at once: each read is its own, and none waits
+        // for another.
+        let tables = crate::db::read_tables(&live.direct);
+        // The topic and the cache become part of the verdict: one that
+        // cannot be read makes it `unknown`, with the reason.
+        let topic = async {
+            // To the end the broker signals, naming whatever it did not see.
+            Some(tail?.finish(Duration::from_secs(30)).await)
+        };
+        let cache = async {
+            if !self.plan.strategy.caches() {
+                return Ok(None);
+            }
+            let cache = Cache::new(&self.env.redis_url, None, &self.env.redis_prefix, Duration::from_secs(5))?;
+            let entries = cache.read_all().await.map_err(|e| crate::error::chain(&e));
+            Ok::<_, Error>(Some(entries.map(|entries| {
+                entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect()
+            })))
+        };
+        let (tables, topic, cache) = tokio::join!(tables, topic, cache);
         // Without the tables there is nothing to reconcile against: an
         // error, not an `unknown` verdict.
-        let (orders, stock) = crate::db::read_tables(&live.direct).await.map_err(|e| {
+        let (orders, stock) = tables.map_err(|e| {
             Error::refused(
                 "PostgreSQL",
                 crate::db::address(&self.env.db),
@@ -515,23 +564,7 @@ impl<'a> Run<'a> {
                 e,
             )
         })?;
-        // The topic and the cache, by contrast, become part of the verdict:
-        // one that cannot be read makes it `unknown`, with the reason.
-        let topic = if self.plan.strategy.publishes() {
-            // To the end the broker signals, naming whatever it did not see.
-            Some(crate::kafka::topic::read_to_end(&self.infra.kafka, &self.env.topic, Duration::from_secs(30)).await)
-        } else {
-            None
-        };
-        let cache = if self.plan.strategy.caches() {
-            let cache = Cache::new(&self.env.redis_url, None, &self.env.redis_prefix, Duration::from_secs(5))?;
-            let entries = cache.read_all().await.map_err(|e| crate::error::chain(&e));
-            Some(entries.map(|entries| {
-                entries.into_iter().map(|(product_id, value)| CachedEntry { product_id, value }).collect()
-            }))
-        } else {
-            None
-        };
+        let cache = cache?;
         let downstream: Option<DownstreamState> = live.downstream.as_ref().map(|d| d.state());
         Ok(Snapshot { orders, stock, topic, cache, downstream, backlog, drain })
     }

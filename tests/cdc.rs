@@ -177,7 +177,8 @@ fn connector(background: &Background) -> &dualwrite::cdc::Connector {
 
 /// Every record of the topic, decoded (an undecodable record fails the test).
 async fn topic_events(env: &Env) -> Vec<(TopicRecord, StockChanged)> {
-    let records = topic::read_all(&env.kafka, &env.topic, Duration::from_secs(20)).await.expect("topic read");
+    let records =
+        dualwrite::kafka::read::read_all(&env.kafka, &env.topic, Duration::from_secs(20)).await.expect("topic read");
     records
         .into_iter()
         .map(|r| {

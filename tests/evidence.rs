@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dualwrite::kafka::embedded::EmbeddedKafka;
-use dualwrite::kafka::topic::{read_all, read_to_end};
+use dualwrite::kafka::read::{read_all, read_to_end, TopicTail};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
@@ -84,6 +84,49 @@ async fn records_the_embedded_broker_deleted_are_named_with_their_count() {
     // The all-or-nothing reader refuses to hand out a partial topic.
     let err = read_all(&bootstrap, &topic, Duration::from_secs(20)).await.unwrap_err();
     assert!(err.contains("the broker deleted"), "{err}");
+}
+
+/// A run's read follows the topic from the run's start: the records sent
+/// before it began, those sent while it followed, and those sent just
+/// before it was asked to finish are all read, once each and in offset
+/// order, and it ends on the broker's signal asked for at the finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_begun_with_the_run_reads_everything_sent_until_it_finishes() {
+    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
+    let bootstrap = kafka.listen_addr().to_string();
+    let topic = unique("dw_tail");
+    kafka.create_topic(&topic, 3).expect("a topic");
+    let producer = producer(&bootstrap);
+    let mut sent = 0;
+    for n in 0..6 {
+        send(&producer, &topic, n % 3, format!("before {n}").as_bytes()).await;
+        sent += 1;
+    }
+    let tail = TopicTail::start(&bootstrap, &topic).await.expect("the read begins");
+    for n in 0..60 {
+        send(&producer, &topic, n % 3, format!("while {n}").as_bytes()).await;
+        sent += 1;
+    }
+    // Long enough for the read to have reached every partition's end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // These arrive after it has: only the finish's own reading sees them.
+    for n in 0..7 {
+        send(&producer, &topic, 2, format!("last {n}").as_bytes()).await;
+        sent += 1;
+    }
+    let read = tail.finish(Duration::from_secs(20)).await.expect("the read finishes");
+
+    assert_eq!(read.missing(), Vec::<String>::new());
+    assert_eq!(read.records.len(), sent, "every record, once");
+    for p in &read.partitions {
+        let offsets: Vec<i64> = read.records.iter().filter(|r| r.partition == p.partition).map(|r| r.offset).collect();
+        let expected: Vec<i64> = (0..p.next).collect();
+        assert_eq!(offsets, expected, "partition {} in offset order from 0", p.partition);
+        assert!(p.end_signalled, "{p:?}");
+        assert_eq!(p.final_watermarks.map(|(_, high)| high), Some(p.next), "{p:?}");
+    }
+    assert_eq!(read.partitions.iter().map(|p| p.next).sum::<i64>(), sent as i64);
+    assert_eq!(read.partitions.iter().find(|p| p.partition == 2).map(|p| p.next), Some(2 + 20 + 7));
 }
 
 /// The capacity check's arithmetic against the mock itself: a partition

@@ -3,6 +3,7 @@
 pub mod embedded;
 pub mod producer;
 pub mod quiet;
+pub mod read;
 pub mod topic;
 
 pub use producer::{Delivery, Publisher, PublisherConfig};

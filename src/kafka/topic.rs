@@ -1,30 +1,23 @@
-//! Creating a topic, and reading one back from the beginning to its end.
+//! Creating a topic, asking its watermarks, and the consumers that read it.
 //!
 //! Reading assigns every partition at its first offset instead of joining a
 //! consumer group: a group join costs seconds (the embedded broker delays it
-//! on purpose), and a checker wants the whole topic, not a share of it.
-//!
-//! The checker's read ([`read_to_end`]) does not trust one look at the high
-//! watermark: a broker may misreport it, and records may have been deleted
-//! before the read. It reads until the broker *signals* each partition's end
-//! at the read's position, asks the watermarks again, and keeps reading while
-//! they say there is more; what it saw of each partition's extent goes into
-//! the [`TopicRead`], which names whatever the read did not see.
+//! on purpose), and a checker wants the whole topic, not a share of it. The
+//! checker's read itself is `read.rs`.
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::quiet::Quiet;
 use crate::error::{Error, Result};
 use crate::event::StockChanged;
-use crate::snapshot::{PartitionRead, TopicRead};
 // The record type lives with the snapshot (a leaf type); named here too, where
 // clients of the reader have always found it.
 pub use crate::snapshot::TopicRecord;
@@ -124,7 +117,12 @@ async fn with_client<T: Send + 'static>(
     let config = consumer_config(bootstrap, client_id);
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
-        work(&consumer)
+        let answer = work(&consumer);
+        // Dropping a consumer closes its queue and waits for the close in
+        // polls of 100 ms (rdkafka's `Drop`): a tenth of a second nobody
+        // needs to wait for once the answer is here.
+        drop(tokio::task::spawn_blocking(move || drop(consumer)));
+        answer
     })
     .await
     .map_err(|e| e.to_string())?
@@ -151,7 +149,8 @@ pub async fn advertised_brokers(bootstrap: &str) -> std::result::Result<Vec<Stri
 }
 
 /// A client kept for asking one topic's watermarks again and again (the
-/// drain asks every 100 ms, the checker's read three times). A new client
+/// drain asks every few milliseconds, the checker's read at its start and
+/// end). A new client
 /// first bootstraps, about 100 ms on the embedded broker; a kept one asks
 /// over the connections it already has. Each answer is the broker's own
 /// at the time: metadata and ListOffsets are requested every time.
@@ -266,7 +265,7 @@ async fn assign_at(
 
 /// A consumer assigned to `parts` of `topic`, each at the offset `from`
 /// gives (0 for one it does not name).
-fn assign_partitions(
+pub(super) fn assign_partitions(
     config: ClientConfig,
     topic: &str,
     parts: impl IntoIterator<Item = i32>,
@@ -299,148 +298,4 @@ pub fn decode(message: &impl Message) -> TopicRecord {
             None => Err("empty value".into()),
         },
     }
-}
-
-/// Reads the whole topic, or fails naming what it did not see: the
-/// records of [`read_to_end`], only when [`TopicRead::missing`] finds
-/// nothing missing. For tests and tools that need every record or none.
-pub async fn read_all(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<Vec<TopicRecord>, String> {
-    let read = read_to_end(bootstrap, topic, limit).await?;
-    let missing = read.missing();
-    if missing.is_empty() {
-        Ok(read.records)
-    } else {
-        Err(format!("the topic was not read completely: {}", missing.join("; ")))
-    }
-}
-
-/// Where the read of one partition is.
-#[derive(Debug)]
-struct Position {
-    /// The offset after the highest record read (the log start before any).
-    next: i64,
-    /// Where the read was when the broker last signalled the partition's
-    /// end; cleared by any record that arrives after it.
-    end_at: Option<i64>,
-}
-
-/// The checker's final read of `topic`: every partition from its first
-/// offset until the broker signals its end, within `limit`.
-///
-/// The end is evidence, not an assumption: librdkafka's
-/// `enable.partition.eof` reports a partition's end when a fetch at the
-/// read's position is answered with a high watermark equal to it. Once every
-/// partition is there, the watermarks are asked again (ListOffsets); if they
-/// say more records exist, the read goes on until they arrive or the time
-/// limit passes. Nothing here decides whether the read is complete: the
-/// [`TopicRead`] carries what the broker said, and
-/// [`TopicRead::missing`] names what was not seen (deleted records,
-/// skipped offsets, a watermark the read never reached, records beyond a
-/// watermark). `Err` only when the read could not begin at all.
-pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> std::result::Result<TopicRead, String> {
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + limit);
-    let bounded = |what: &'static str| move |_| format!("no answer to {what} within {limit:?}");
-    // One client for every watermark request of the read, and the
-    // partitions it names for the consumer: two clients, not four.
-    let marks = WatermarkClient::new(bootstrap, topic)?;
-    let first = tokio::time::timeout_at(deadline, marks.watermarks())
-        .await
-        .map_err(bounded("the first watermark request"))??;
-    let mut config = consumer_config(bootstrap, "dualwrite-checker");
-    config.set("enable.partition.eof", "true");
-    let consumer = assign_partitions(config, topic, first.keys().copied(), &BTreeMap::new())?;
-
-    let mut at: BTreeMap<i32, Position> =
-        first.iter().map(|(p, (low, _))| (*p, Position { next: *low, end_at: None })).collect();
-    let mut seen: HashSet<(i32, i64)> = HashSet::new();
-    let mut records = Vec::new();
-    let mut last_error = None;
-    // The watermarks asked once every partition was at its end, and whether
-    // anything arrived since they were asked.
-    let mut rechecked: Option<BTreeMap<i32, (i64, i64)>> = None;
-    let mut news_since_recheck = true;
-    let mut timed_out = false;
-    loop {
-        let all_at_end = at.values().all(|pos| pos.end_at == Some(pos.next));
-        if all_at_end && news_since_recheck {
-            match tokio::time::timeout_at(deadline, marks.watermarks()).await {
-                Ok(Ok(marks)) => {
-                    news_since_recheck = false;
-                    let reached = marks.iter().all(|(p, (_, high))| at.get(p).is_some_and(|pos| *high <= pos.next));
-                    rechecked = Some(marks);
-                    if reached {
-                        break;
-                    }
-                    // The broker says there is more: keep fetching.
-                }
-                Ok(Err(e)) => {
-                    // Asked again on the next pass, after a pause that keeps
-                    // a failing broker from being asked in a tight loop.
-                    last_error = Some(format!("asking the watermarks again: {e}"));
-                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)))
-                        .await;
-                }
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
-            }
-        }
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                let (p, offset) = (message.partition(), message.offset());
-                // A record fetched twice (after an offset reset) counts once.
-                if seen.insert((p, offset)) {
-                    records.push(decode(&message));
-                }
-                let pos = at.entry(p).or_insert(Position { next: 0, end_at: None });
-                pos.next = pos.next.max(offset + 1);
-                pos.end_at = None;
-                news_since_recheck = true;
-            }
-            Ok(Err(KafkaError::PartitionEOF(p))) => {
-                if let Some(pos) = at.get_mut(&p) {
-                    pos.end_at = Some(pos.next);
-                }
-                news_since_recheck = true;
-            }
-            // librdkafka retries by itself; the error is kept for the report.
-            Ok(Err(e)) => last_error = Some(e.to_string()),
-            Err(_) => {
-                timed_out = true;
-                break;
-            }
-        }
-    }
-    // A read that ran out of time still says what the broker holds now
-    // (briefly: the time limit has already passed).
-    let final_marks = match rechecked {
-        Some(marks) if !timed_out => Some(marks),
-        _ => tokio::time::timeout(Duration::from_secs(2), marks.watermarks()).await.ok().and_then(|r| r.ok()),
-    };
-    // Dropping librdkafka's consumer joins its threads: off the async workers.
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-
-    records.sort_by_key(|r: &TopicRecord| (r.partition, r.offset));
-    let partitions = first
-        .iter()
-        .map(|(p, (low, high))| {
-            let pos = &at[p];
-            PartitionRead {
-                partition: *p,
-                low: *low,
-                high: *high,
-                final_watermarks: final_marks.as_ref().and_then(|m| m.get(p).copied()),
-                next: pos.next,
-                end_signalled: pos.end_at == Some(pos.next),
-            }
-        })
-        .collect();
-    Ok(TopicRead {
-        records,
-        partitions,
-        timed_out_after_ms: timed_out.then(|| started.elapsed().as_millis() as u64),
-        last_error,
-    })
 }

@@ -95,12 +95,20 @@ impl Run<'_> {
                 let what = if self.plan.strategy.prepares() { "prepared transactions" } else { "replication slot" };
                 step(crate::strategy::cleanup(&self.env).await, format!("{what} {name}"), &mut left);
             }
-            if self.created.schema {
-                let dropped = crate::db::drop_schema(&self.env.db, &self.namespace.schema).await;
-                step(dropped, format!("schema {name}"), &mut left);
-            }
-            if let Some(database) = self.namespace.database.as_ref().filter(|_| self.created.database) {
-                step(crate::db::drop_database(&self.infra.db, database).await, format!("database {name}"), &mut left);
+            match self.namespace.database.as_ref().filter(|_| self.created.database) {
+                // A run with a database of its own: its schema goes with it.
+                Some(database) => {
+                    let dropped = crate::db::drop_database(&self.infra.db, database).await;
+                    if dropped.is_ok() && self.created.schema {
+                        self.interrupt.release(&format!("schema {name}"));
+                    }
+                    step(dropped, format!("database {name}"), &mut left);
+                }
+                None if self.created.schema => {
+                    let dropped = crate::db::drop_schema(&self.env.db, &self.namespace.schema).await;
+                    step(dropped, format!("schema {name}"), &mut left);
+                }
+                None => {}
             }
         }
         // The embedded broker's topics end with the process.

@@ -27,7 +27,7 @@ use dualwrite::db::AppDb;
 use dualwrite::event::{EventKey, StockChanged};
 use dualwrite::history::{Order, OrderId, StockAfter};
 use dualwrite::infra::Infra;
-use dualwrite::kafka::topic::{self, TopicRecord};
+use dualwrite::kafka::topic::TopicRecord;
 use dualwrite::proxy::{Stream, Toxic, ToxicKind};
 use dualwrite::strategy::{self, Env, Strategy};
 
@@ -217,7 +217,9 @@ impl Stage {
 
     /// The whole topic, read back through the (healed) kafka link.
     pub async fn topic(&self) -> Vec<TopicRecord> {
-        topic::read_all(&self.env.kafka, &self.env.topic, Duration::from_secs(20)).await.expect("the topic reads back")
+        dualwrite::kafka::read::read_all(&self.env.kafka, &self.env.topic, Duration::from_secs(20))
+            .await
+            .expect("the topic reads back")
     }
 
     /// How many times each order is on the topic.
