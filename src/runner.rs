@@ -36,7 +36,6 @@ use crate::faults::Applied;
 use crate::history::{Clock, Events, History};
 use crate::infra::Infra;
 use crate::kafka::read::TopicTail;
-use crate::kafka::topic::WatermarkClient;
 use crate::lease::Lease;
 use crate::leftovers::REMOVE_COMMAND;
 use crate::progress::Progress;
@@ -186,9 +185,6 @@ pub struct Live {
     /// The checker's read of the topic, following it from the start; the
     /// snapshot takes it and reads on to the end.
     tail: Option<TopicTail>,
-    /// The drain's client for the topic's watermarks, connected at the
-    /// start so that the drain's first look does not wait for it.
-    marks: Option<WatermarkClient>,
     /// The relay or connector; `None` once stopped.
     background: Option<Background>,
     watch: Watch,
@@ -376,17 +372,11 @@ impl<'a> Run<'a> {
             }
             let unreachable =
                 |e| Error::unreachable("Kafka", self.infra.kafka.clone(), "check --brokers / KAFKA_BROKERS", e);
-            let marks = async {
-                let marks = WatermarkClient::new(&self.infra.kafka, &self.namespace.topic)?;
-                marks.watermarks().await?;
-                Ok::<_, String>(marks)
-            };
-            let (consumer, tail, marks) = tokio::join!(
+            let (consumer, tail) = tokio::join!(
                 Downstream::connect(&self.infra.kafka, &self.namespace.topic),
-                TopicTail::start(&self.infra.kafka, &self.namespace.topic),
-                marks
+                TopicTail::start(&self.infra.kafka, &self.namespace.topic)
             );
-            Ok(Some((consumer.map_err(unreachable)?, tail.map_err(unreachable)?, marks.map_err(unreachable)?)))
+            Ok(Some((consumer.map_err(unreachable)?, tail.map_err(unreachable)?)))
         };
         // The app's pool is lazy, but its producer starts now, before any
         // fault: a running service's would be up before its first order.
@@ -402,13 +392,13 @@ impl<'a> Run<'a> {
         // fault schedule, the workload and every latency count from here.
         let clock = Clock::start();
         let history = History::new(clock);
-        let (downstream, tail, marks) = match ready {
-            Some((consumer, tail, marks)) => (Some(Arc::new(consumer.start(clock))), Some(tail), Some(marks)),
-            None => (None, None, None),
+        let (downstream, tail) = match ready {
+            Some((consumer, tail)) => (Some(Arc::new(consumer.start(clock))), Some(tail)),
+            None => (None, None),
         };
         // On the same clock, so that an outage reads against the faults.
         let watch = Watch::start(clock, self.probes()?);
-        Ok(Live { history, direct, downstream, tail, marks, background: Some(background), watch, app: Some(app) })
+        Ok(Live { history, direct, downstream, tail, background: Some(background), watch, app: Some(app) })
     }
 
     /// The stores to watch directly: Postgres always (on the lease's own
@@ -466,10 +456,12 @@ impl<'a> Run<'a> {
         let downstream = live.downstream.as_deref();
         let started = Instant::now();
         let deadline = started + self.plan.tuning.drain_timeout;
+        // The checker's read's client, connected since the start.
+        let marks = live.tail.as_ref().map(TopicTail::watermarks);
         loop {
             // The two looks at once: a query and a watermark request.
             let consumer_looked = async {
-                match (downstream, &live.marks) {
+                match (downstream, marks) {
                     (Some(consumer), Some(marks)) => match marks.high_watermarks().await {
                         Ok(marks) => (consumer.caught_up(&marks), Some(consumer.behind(&marks))),
                         Err(e) => {

@@ -64,6 +64,9 @@ pub async fn read_to_end(bootstrap: &str, topic: &str, limit: Duration) -> Resul
 pub struct TopicTail {
     finish: Option<oneshot::Sender<Duration>>,
     task: Option<JoinHandle<TopicRead>>,
+    /// The read's client for the topic's watermarks, connected by the
+    /// start: the drain asks over it too.
+    marks: WatermarkClient,
 }
 
 impl TopicTail {
@@ -80,8 +83,14 @@ impl TopicTail {
         let consumer = assign_partitions(config, topic, first.keys().copied(), &BTreeMap::new())?;
         let (finish, asked) = oneshot::channel();
         let reading = Reading::new(first);
-        let task = tokio::spawn(reading.run(consumer, marks, asked));
-        Ok(TopicTail { finish: Some(finish), task: Some(task) })
+        let task = tokio::spawn(reading.run(consumer, marks.clone(), asked));
+        Ok(TopicTail { finish: Some(finish), task: Some(task), marks })
+    }
+
+    /// The read's watermark client, already connected: for anyone else
+    /// who needs to ask the topic's watermarks during the run.
+    pub fn watermarks(&self) -> &WatermarkClient {
+        &self.marks
     }
 
     /// Reads on until the broker signals every partition's end and its
