@@ -53,6 +53,31 @@ impl Signal {
     }
 }
 
+/// How many times a signal has arrived, counted by a handler that runs in
+/// the signal itself (beside tokio's, which only wakes a task).
+#[cfg(unix)]
+struct Arrivals(Arc<std::sync::atomic::AtomicU64>);
+
+#[cfg(unix)]
+impl Arrivals {
+    fn count(kind: tokio::signal::unix::SignalKind) -> Option<Arrivals> {
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = count.clone();
+        // SAFETY: the action only adds to an atomic, which is safe inside a
+        // signal handler (no allocation, no lock).
+        let registered = unsafe {
+            signal_hook_registry::register(kind.as_raw_value(), move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        registered.ok().map(|_| Arrivals(count))
+    }
+
+    fn so_far(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// A run's stop button. Cloning gives another handle to the same button.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
@@ -83,6 +108,18 @@ impl Interrupt {
     pub fn listen() -> Interrupt {
         use tokio::signal::unix::{signal, SignalKind};
         let interrupt = Interrupt::new();
+        // tokio wakes the task once for signals that arrive before it runs
+        // (three Ctrl-C's on a busy machine can be one wake-up), so each
+        // signal is also counted in the handler itself, and a wake-up
+        // presses the button once per signal counted since the last one.
+        // The counters go in before tokio's handlers: a signal's handlers
+        // run in the order they were put in, so a signal has been counted
+        // by the time tokio wakes the task for it.
+        let counted = [
+            Arrivals::count(SignalKind::interrupt()),
+            Arrivals::count(SignalKind::terminate()),
+            Arrivals::count(SignalKind::hangup()),
+        ];
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
             (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
         else {
@@ -91,13 +128,22 @@ impl Interrupt {
         };
         let handle = interrupt.clone();
         tokio::spawn(async move {
+            let mut pressed = [0u64; 3];
             loop {
-                let signal = tokio::select! {
-                    _ = int.recv() => Signal::Interrupt,
-                    _ = term.recv() => Signal::Terminate,
-                    _ = hup.recv() => Signal::Hangup,
+                let woke = tokio::select! {
+                    _ = int.recv() => 0,
+                    _ = term.recv() => 1,
+                    _ = hup.recv() => 2,
                 };
-                handle.press(signal);
+                let kinds = [Signal::Interrupt, Signal::Terminate, Signal::Hangup];
+                for (i, signal) in kinds.into_iter().enumerate() {
+                    // Where counting could not be set up, the wake-up is the count.
+                    let arrived = counted[i].as_ref().map_or(pressed[i] + u64::from(i == woke), Arrivals::so_far);
+                    while pressed[i] < arrived {
+                        pressed[i] += 1;
+                        handle.press(signal);
+                    }
+                }
             }
         });
         interrupt
