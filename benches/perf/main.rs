@@ -5,6 +5,7 @@
 //! cargo bench --bench perf                    # the full run (about 5 minutes)
 //! cargo bench --bench perf -- --seconds 20    # longer runs per strategy
 //! cargo bench --bench perf -- --short         # the smoke test: every part, tiny
+//! cargo bench --bench perf -- --topic         # part 6 alone
 //! cargo test --bench perf                     # the smoke test, as `make test` runs it
 //! ```
 //!
@@ -22,6 +23,9 @@
 //!    per order, time, peak memory.
 //! 5. **Overhead**: each run's wall time beyond its workload time, and the
 //!    phases it went to — what `compare` adds per strategy.
+//! 6. **A big topic's read**: the checker's read of 50 k records on the
+//!    embedded broker and 1 M on tansu (when installed), followed as they
+//!    are produced (a run's snapshot) and begun at the end.
 //!
 //! The short mode runs each part once, tiny, and asserts nothing about
 //! time: it keeps the bench building and its parts working.
@@ -37,6 +41,7 @@ mod cpu;
 mod pgbench;
 mod reconcile;
 mod runs;
+mod topic;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -50,12 +55,15 @@ const OUTBOX_THROUGHPUT: f64 = 0.9;
 const HISTORY_BYTES_PER_ORDER: f64 = 300.0;
 const RECONCILE_1M_SECONDS: f64 = 2.0;
 const OVERHEAD_SECONDS: f64 = 0.5;
+const TOPIC_1M_SECONDS: f64 = 10.0;
 
 struct Args {
     short: bool,
     seconds: u64,
     /// `--reconcile N`: only part 4, at N orders (no services needed).
     reconcile_only: Option<u64>,
+    /// `--topic`: only part 6 (no PostgreSQL or Redis needed).
+    topic_only: bool,
 }
 
 impl Args {
@@ -74,7 +82,8 @@ impl Args {
             .unwrap_or(10);
         let reconcile_only =
             argv.iter().position(|a| a == "--reconcile").and_then(|i| argv.get(i + 1)).and_then(|s| s.parse().ok());
-        Args { short, seconds: if short { 1 } else { seconds }, reconcile_only }
+        let topic_only = argv.iter().any(|a| a == "--topic");
+        Args { short, seconds: if short { 1 } else { seconds }, reconcile_only, topic_only }
     }
 }
 
@@ -120,6 +129,13 @@ async fn main() {
         print_reconcile(&[reconcile::measure(n)]);
         return;
     }
+    // (6 alone: a big topic's read.)
+    let topic_sizes = if args.short { (1_000, 1_000) } else { (50_000, 1_000_000) };
+    if args.topic_only {
+        let (embedded, tansu) = topic::measure(topic_sizes.0, topic_sizes.1).await;
+        print_topic_reads(&embedded, &tansu);
+        return;
+    }
     let reconciled: Vec<reconcile::Measured> = sizes.iter().map(|&n| reconcile::measure(n)).collect();
 
     // ── 1, 2, 5: the strategies under load ──────────────────────────────
@@ -157,6 +173,9 @@ async fn main() {
     } else {
         None
     };
+
+    // ── 6. a big topic's read (last: tansu holds a million records) ──────
+    let (embedded_read, tansu_read) = topic::measure(topic_sizes.0, topic_sizes.1).await;
 
     // ── the report ───────────────────────────────────────────────────────
     println!(
@@ -306,7 +325,60 @@ async fn main() {
             phases.join(", ")
         );
     }
+
+    println!();
+    print_topic_reads(&embedded_read, &tansu_read);
     println!("   the proxy's own benchmark follows: cargo bench -p faultproxy --bench throughput");
+}
+
+/// Part 6 of the report.
+fn print_topic_reads(embedded: &topic::Measured, tansu: &Result<topic::Measured, String>) {
+    println!("6. the checker's read of a big topic: a run's records on its three partitions, read to the broker's end");
+    println!(
+        "   {:<9} {:>9} {:>10} {:>22} {:>22}",
+        "broker", "records", "produce s", "snapshot (tail) s", "read begun at end s"
+    );
+    let seconds = |r: &Result<Duration, String>| match r {
+        Ok(d) => format!("{:.2}", d.as_secs_f64()),
+        Err(_) => "unknown".into(),
+    };
+    let mut judged = None;
+    for m in std::iter::once(embedded).chain(tansu.as_ref().ok()) {
+        println!(
+            "   {:<9} {:>9} {:>10.1} {:>22} {:>22}",
+            m.broker,
+            m.records,
+            m.produce.as_secs_f64(),
+            seconds(&m.tail_finish),
+            seconds(&m.whole)
+        );
+        for (what, r) in [("snapshot", &m.tail_finish), ("read begun at the end", &m.whole)] {
+            if let Err(e) = r {
+                println!("   {} {what}: unknown: {e}", m.broker);
+            }
+        }
+        if m.records >= 1_000_000 {
+            judged = Some(m);
+        }
+    }
+    if let Err(e) = tansu {
+        println!("   tansu: not measured: {e}");
+    }
+    match judged {
+        None => println!("   snapshot of a 1 M-record topic ≤ {TOPIC_1M_SECONDS} s: not measured (the embedded broker holds about 5 MiB a partition)"),
+        Some(m) => {
+            let verdict = |r: &Result<Duration, String>| match r {
+                Ok(d) => met(d.as_secs_f64() <= TOPIC_1M_SECONDS).to_string(),
+                Err(_) => "unknown".into(),
+            };
+            println!(
+                "   snapshot of a 1 M-record topic ≤ {TOPIC_1M_SECONDS} s on {}: {} (a read begun at the end: {})",
+                m.broker,
+                verdict(&m.tail_finish),
+                verdict(&m.whole)
+            );
+        }
+    }
 }
 
 /// Part 4 of the report.
