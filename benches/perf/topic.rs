@@ -89,7 +89,7 @@ fn start_tansu(bin: &PathBuf) -> Result<(Tansu, String), String> {
 }
 
 /// Measures the embedded broker at `records`, and tansu at `tansu_records`
-/// when it is installed (`None` in the second place when it is not).
+/// when it is installed (else, in the second place, why it was not measured).
 pub async fn measure(records: u64, tansu_records: u64) -> (Measured, Result<Measured, String>) {
     let embedded = EmbeddedKafka::start().expect("the embedded broker starts");
     let bootstrap = embedded.listen_addr().to_string();
