@@ -42,6 +42,17 @@ impl Signal {
         }
     }
 
+    /// tokio's name for it.
+    #[cfg(unix)]
+    fn kind(self) -> tokio::signal::unix::SignalKind {
+        use tokio::signal::unix::SignalKind;
+        match self {
+            Signal::Interrupt => SignalKind::interrupt(),
+            Signal::Terminate => SignalKind::terminate(),
+            Signal::Hangup => SignalKind::hangup(),
+        }
+    }
+
     /// 128 + the signal's number, what a shell reports for a process the
     /// signal killed — so scripts see the same code either way.
     pub fn exit_code(self) -> i32 {
@@ -53,28 +64,40 @@ impl Signal {
     }
 }
 
-/// How many times a signal has arrived, counted by a handler that runs in
-/// the signal itself (beside tokio's, which only wakes a task).
+/// One signal's arrivals, counted by a handler that runs in the signal
+/// itself (beside tokio's, which only wakes a task), and how many of them
+/// have pressed the button so far.
 #[cfg(unix)]
-struct Arrivals(Arc<std::sync::atomic::AtomicU64>);
+struct Arrivals {
+    signal: Signal,
+    /// `None` where the counting handler could not be put in.
+    counted: Option<Arc<std::sync::atomic::AtomicU64>>,
+    pressed: u64,
+}
 
 #[cfg(unix)]
 impl Arrivals {
-    fn count(kind: tokio::signal::unix::SignalKind) -> Option<Arrivals> {
+    fn count(signal: Signal) -> Arrivals {
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = count.clone();
         // SAFETY: the action only adds to an atomic, which is safe inside a
         // signal handler (no allocation, no lock).
         let registered = unsafe {
-            signal_hook_registry::register(kind.as_raw_value(), move || {
+            signal_hook_registry::register(signal.kind().as_raw_value(), move || {
                 counter.fetch_add(1, Ordering::SeqCst);
             })
         };
-        registered.ok().map(|_| Arrivals(count))
+        Arrivals { signal, counted: registered.ok().map(|_| count), pressed: 0 }
     }
 
-    fn so_far(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+    /// The presses due at a wake-up (`woke`: it was this signal's): one per
+    /// signal counted since the last — or, where counting could not be set
+    /// up, one for the wake-up itself.
+    fn due(&mut self, woke: bool) -> u64 {
+        let arrived = self.counted.as_ref().map_or(self.pressed + u64::from(woke), |c| c.load(Ordering::SeqCst));
+        let due = arrived - self.pressed;
+        self.pressed = arrived;
+        due
     }
 }
 
@@ -106,7 +129,7 @@ impl Interrupt {
     /// are in place when this returns: a signal a moment later is caught.
     #[cfg(unix)]
     pub fn listen() -> Interrupt {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::signal;
         let interrupt = Interrupt::new();
         // tokio wakes the task once for signals that arrive before it runs
         // (three Ctrl-C's on a busy machine can be one wake-up), so each
@@ -115,33 +138,24 @@ impl Interrupt {
         // The counters go in before tokio's handlers: a signal's handlers
         // run in the order they were put in, so a signal has been counted
         // by the time tokio wakes the task for it.
-        let counted = [
-            Arrivals::count(SignalKind::interrupt()),
-            Arrivals::count(SignalKind::terminate()),
-            Arrivals::count(SignalKind::hangup()),
-        ];
+        let mut arrivals = [Signal::Interrupt, Signal::Terminate, Signal::Hangup].map(Arrivals::count);
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+            (signal(Signal::Interrupt.kind()), signal(Signal::Terminate.kind()), signal(Signal::Hangup.kind()))
         else {
             say("warning: cannot install signal handlers; Ctrl-C will not clean up");
             return interrupt;
         };
         let handle = interrupt.clone();
         tokio::spawn(async move {
-            let mut pressed = [0u64; 3];
             loop {
                 let woke = tokio::select! {
-                    _ = int.recv() => 0,
-                    _ = term.recv() => 1,
-                    _ = hup.recv() => 2,
+                    _ = int.recv() => Signal::Interrupt,
+                    _ = term.recv() => Signal::Terminate,
+                    _ = hup.recv() => Signal::Hangup,
                 };
-                let kinds = [Signal::Interrupt, Signal::Terminate, Signal::Hangup];
-                for (i, signal) in kinds.into_iter().enumerate() {
-                    // Where counting could not be set up, the wake-up is the count.
-                    let arrived = counted[i].as_ref().map_or(pressed[i] + u64::from(i == woke), Arrivals::so_far);
-                    while pressed[i] < arrived {
-                        pressed[i] += 1;
-                        handle.press(signal);
+                for signal in &mut arrivals {
+                    for _ in 0..signal.due(signal.signal == woke) {
+                        handle.press(signal.signal);
                     }
                 }
             }

@@ -153,19 +153,13 @@ pub async fn advertised_brokers(bootstrap: &str) -> std::result::Result<Vec<Stri
 /// end, over the same client). A new client first bootstraps, about 100 ms
 /// on the embedded broker; a kept one asks over the connections it already
 /// has. Each answer is the broker's own
-/// at the time: metadata and ListOffsets are requested every time.
+/// at the time: metadata and ListOffsets are requested every time. A clone
+/// asks over the same client: the checker's read and the drain share one.
+#[derive(Clone)]
 pub struct WatermarkClient {
     /// `None` only while being dropped (off the async workers).
     consumer: Option<std::sync::Arc<BaseConsumer<Quiet>>>,
     topic: String,
-}
-
-// A clone asks over the same client: the checker's read and the drain
-// share one.
-impl Clone for WatermarkClient {
-    fn clone(&self) -> WatermarkClient {
-        WatermarkClient { consumer: self.consumer.clone(), topic: self.topic.clone() }
-    }
 }
 
 impl WatermarkClient {
