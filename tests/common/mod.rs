@@ -291,10 +291,12 @@ impl RunSpec {
     pub async fn run(self) -> RunResult {
         // dualwrite's warnings go to the test's captured output: shown only
         // when the test fails, where they say what the components went through.
+        // Not its progress lines: a suite of a hundred runs would bury the
+        // failure message under them (RUST_LOG brings them back).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dualwrite=info")),
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("dualwrite=warn")),
             )
             .with_test_writer()
             .try_init();
@@ -349,7 +351,13 @@ impl RunSpec {
         let result = runner::run(&infra, &plan, &Progress::hidden(), &dualwrite::signals::Interrupt::new()).await;
         infra.shutdown().await;
         result.unwrap_or_else(|e| {
-            panic!("{} under {} on {} failed: {e:#}", self.strategy, self.scenario, self.backend.name())
+            panic!(
+                "{} under {} on {} failed: {}",
+                self.strategy,
+                self.scenario,
+                self.backend.name(),
+                dualwrite::error::chain(&e)
+            )
         })
     }
 }
@@ -358,13 +366,15 @@ impl RunSpec {
 pub fn summary(result: &RunResult) -> String {
     let f = &result.findings;
     format!(
-        "{} verdict={:?} orders={:?} anomalies={:?} reasons={:?} drain={:?}",
+        "{} ({}) verdict={:?} orders={:?} anomalies={:?} reasons={:?} drain={:?} outages={:?}",
         result.strategy,
+        result.namespace.run_id,
         f.verdict,
         f.orders,
         f.anomalies.iter().map(|(a, t)| (a.key(), t.count)).collect::<Vec<_>>(),
         f.reasons,
         result.snapshot.drain,
+        result.outages.iter().map(|o| o.describe()).collect::<Vec<_>>(),
     )
 }
 
