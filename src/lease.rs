@@ -87,15 +87,20 @@ impl Lease {
 
     /// Checks that the lease is still held — one `SELECT 1` on its own
     /// connection, within `limit`. If the connection has failed (the server
-    /// restarted, a network cut), reconnects and takes the lock again. An
-    /// error means PostgreSQL did not answer directly: not an injected fault.
+    /// restarted), reconnects and takes the lock again. An error means
+    /// PostgreSQL did not answer directly: not an injected fault.
+    ///
+    /// A `SELECT 1` that is only late keeps its connection: the session (and
+    /// the lock) are still there, and sqlx reads the late answer before the
+    /// next query. Dropping it would make a busy server start a new backend
+    /// for every probe, each slower than the last.
     pub async fn check(&self, limit: Duration) -> std::result::Result<(), String> {
         let mut slot = self.conn.lock().await;
         let answered = match slot.as_mut() {
             Some(conn) => match tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&mut *conn)).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {limit:?}")),
+                Err(_) => return Err(format!("no answer within {limit:?}")),
             },
             None => Ok(()),
         };

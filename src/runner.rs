@@ -285,9 +285,16 @@ impl<'a> Run<'a> {
 
         // ── snapshot ───────────────────────────────────────────────────
         // The watch runs through the snapshot: a store that dies while it
-        // is read makes the snapshot fail, and the outage says why.
+        // is read ends the snapshot within the watch's limit (a read of a
+        // store that is only slow may wait longer), and the outage says why.
         let tail = live.tail.take();
-        let snapshot = self.snapshot(&live, tail, drain, backlog).await;
+        let snapshot = tokio::select! {
+            snapshot = self.snapshot(&live, tail, drain, backlog) => snapshot,
+            _ = live.watch.died() => Err(self.store_died(&live)),
+        };
+        if let Err(e) = &snapshot {
+            self.note_death(e);
+        }
         let outages = live.watch.stop().await;
         live.direct.close().await;
         let snapshot = snapshot?;

@@ -149,3 +149,71 @@ fn a_broker_killed_mid_run_stops_the_run_naming_kafka() {
     let lines = lines(&finished.stderr);
     assert!(lines.len() <= 6, "{} lines:\n{}", lines.len(), lines.join("\n"));
 }
+
+/// A busy PostgreSQL is not a dead one: once a pool has made its first
+/// connection, a later one may wait longer than the 4 s first-connection
+/// limit (`db::BUSY_TIMEOUT`). Here the pool's only connection is held for
+/// 6 s and a second query waits for it; with the first-connection limit it
+/// failed at 4 s, as the final snapshot of a run did on a loaded server.
+#[tokio::test]
+async fn a_busy_postgres_is_waited_for_past_the_first_connection_limit() {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let options = dualwrite::db::parse_url(&url).unwrap();
+    let pool = dualwrite::db::connect_direct(&options, None, 1).await.expect("PostgreSQL answers");
+    let held = pool.acquire().await.unwrap();
+    let hold = dualwrite::db::CONNECT_TIMEOUT + Duration::from_secs(2);
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.expect("the query waits its turn");
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(hold).await;
+    drop(held);
+    let (answer, waited) = waiter.await.unwrap();
+    assert_eq!(answer, 1);
+    assert!(waited >= hold - Duration::from_millis(100), "it waited for the held connection: {waited:?}");
+}
+
+/// A probe answered late keeps its session. The lease's own backend is
+/// stopped (SIGSTOP) for 3.5 s, past the probe's 2 s limit and short of
+/// the 5 s after which a store is dead: the run reports the outage and goes
+/// on, and the lease is still held by the same backend, not by a new
+/// connection opened for every late probe (on a busy server each of those
+/// is slower than the last).
+#[test]
+fn a_late_probe_is_an_outage_and_keeps_the_lease_session() {
+    let postgres = ThrowawayPostgres::start();
+    let redis = ThrowawayRedis::start();
+    let (db, cache) = (postgres.url(), redis.url());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let json_arg = json.to_str().unwrap();
+    let args = ["run", "naive", "--duration", "12s", "--database-url", &db, "--redis-url", &cache, "--json", json_arg];
+    let run = Dualwrite::start(&args);
+    run.wait_for("naive: main", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1000));
+    let lease_backend = || postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
+    let before = lease_backend();
+    let pid = before.trim().to_string();
+    assert!(pid.parse::<u32>().is_ok(), "one lease backend: {before:?}");
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(3500));
+    signal("-CONT");
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = lease_backend();
+    let finished = run.wait(Duration::from_secs(60));
+    assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
+    assert_eq!(after.trim(), pid, "the lease is held by the backend it was taken on");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let outages = report["runs"][0]["outages"].as_array().expect("an outages list").clone();
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert_eq!(outages[0]["store"], "postgres");
+    assert!(outages[0]["until_ms"].as_u64().is_some(), "it answered again: {outages:?}");
+}
