@@ -69,6 +69,23 @@ pub fn address(options: &PgConnectOptions) -> String {
 /// its search_path. Fails within [`CONNECT_TIMEOUT`] with the address and fix;
 /// once connected, the pool waits up to [`BUSY_TIMEOUT`] for a connection.
 pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, max: u32) -> Result<PgPool> {
+    connect_direct_within(options, schema, max, CONNECT_TIMEOUT).await
+}
+
+/// [`connect_direct`] to a server this process has reached already (a
+/// cleanup, the doctor's removals): its first connection, too, may take up
+/// to [`BUSY_TIMEOUT`]. A cleanup that gave up on a busy server after 4 s
+/// would leave a replication slot behind, keeping WAL for ever.
+pub async fn reconnect_direct(options: &PgConnectOptions, schema: Option<&str>, max: u32) -> Result<PgPool> {
+    connect_direct_within(options, schema, max, BUSY_TIMEOUT).await
+}
+
+async fn connect_direct_within(
+    options: &PgConnectOptions,
+    schema: Option<&str>,
+    max: u32,
+    first: Duration,
+) -> Result<PgPool> {
     let mut options =
         options.clone().application_name("dualwrite-checker").log_statements(tracing::log::LevelFilter::Trace);
     if let Some(schema) = schema {
@@ -77,7 +94,7 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
     let pool =
         PgPoolOptions::new().max_connections(max).acquire_timeout(BUSY_TIMEOUT).connect_lazy_with(options.clone());
     // Connect once now, so an unreachable server is reported here, clearly.
-    match tokio::time::timeout(CONNECT_TIMEOUT, pool.acquire()).await {
+    match tokio::time::timeout(first, pool.acquire()).await {
         Ok(Ok(_conn)) => Ok(pool),
         // The server answered: it is reachable, but refuses (no such
         // database, authentication failed, too many connections).
@@ -92,12 +109,7 @@ pub async fn connect_direct(options: &PgConnectOptions, schema: Option<&str>, ma
             e,
         )),
         Ok(Err(e)) => Err(Error::unreachable("PostgreSQL", address(&options), FIX, e)),
-        Err(_) => Err(Error::unreachable(
-            "PostgreSQL",
-            address(&options),
-            FIX,
-            format!("no answer within {CONNECT_TIMEOUT:?}"),
-        )),
+        Err(_) => Err(Error::unreachable("PostgreSQL", address(&options), FIX, format!("no answer within {first:?}"))),
     }
 }
 
@@ -159,7 +171,7 @@ pub async fn create_schema(options: &PgConnectOptions, schema: &str, products: u
 
 /// Drops the run's schema and everything in it.
 pub async fn drop_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
-    let direct = connect_direct(options, None, 1).await?;
+    let direct = reconnect_direct(options, None, 1).await?;
     let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
     let result = sqlx::query(&drop).execute(&direct).await;
     direct.close().await;
@@ -177,7 +189,7 @@ pub async fn create_database(options: &PgConnectOptions, name: &str) -> Result<(
 /// Drops a run's database, ending any session still in it. Its replication
 /// slots must have been dropped first (Postgres refuses otherwise).
 pub async fn drop_database(options: &PgConnectOptions, name: &str) -> Result<()> {
-    let direct = connect_direct(options, None, 1).await?;
+    let direct = reconnect_direct(options, None, 1).await?;
     let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
     let result = sqlx::query(&drop).execute(&direct).await;
     direct.close().await;

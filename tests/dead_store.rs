@@ -217,3 +217,40 @@ fn a_late_probe_is_an_outage_and_keeps_the_lease_session() {
     assert_eq!(outages[0]["store"], "postgres");
     assert!(outages[0]["until_ms"].as_u64().is_some(), "it answered again: {outages:?}");
 }
+
+/// A cleanup connects to a server the run has reached already, and waits
+/// for a busy one: the throwaway server's postmaster is stopped (SIGSTOP)
+/// for 6 s, so no new backend starts. A first connection gives up at 4 s,
+/// naming the server; the cleanup's connection (`db::reconnect_direct`)
+/// is made once the postmaster goes on. With the 4 s limit a loaded
+/// server's cleanup left replication slots behind.
+#[tokio::test]
+async fn a_cleanup_connection_waits_for_a_busy_postmaster() {
+    let postgres = ThrowawayPostgres::start();
+    let options = dualwrite::db::parse_url(&postgres.url()).unwrap();
+    // The checkpointer is a child of the postmaster, and lives as long as it.
+    let checkpointer = postgres.psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", checkpointer.trim())).unwrap();
+    // `pid (comm) state ppid …`; comm is in parentheses and may hold spaces.
+    let postmaster = stat.rsplit_once(") ").unwrap().1.split(' ').nth(1).unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &postmaster]).status().unwrap();
+        assert!(status.success(), "kill {name} {postmaster}");
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let first = dualwrite::db::connect_direct(&options, None, 1).await;
+    let gave_up = stopped.elapsed();
+    let again = tokio::spawn({
+        let options = options.clone();
+        async move { dualwrite::db::reconnect_direct(&options, None, 1).await }
+    });
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(stopped.elapsed())).await;
+    signal("-CONT");
+    let pool = again.await.unwrap().expect("the cleanup's connection is made once the server goes on");
+    let answer: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+    assert_eq!(answer, 1);
+    let error = dualwrite::error::chain(&first.expect_err("a first connection gives up"));
+    assert!(error.contains(&postgres.address()) && error.contains("no answer within 4s"), "{error}");
+    assert!(gave_up < Duration::from_secs(5), "it gave up within its limit: {gave_up:?}");
+}

@@ -159,7 +159,7 @@ pub async fn prepare(env: &Env) -> Result<()> {
 /// still active (a connector's walsender that has not exited yet).
 pub async fn cleanup(env: &Env) -> Result<()> {
     let slot = slot_name(env);
-    let direct = db::connect_direct(&env.db, None, 1).await?;
+    let direct = db::reconnect_direct(&env.db, None, 1).await?;
     let result = async {
         drop_slot(&direct, slot, Duration::from_secs(15))
             .await

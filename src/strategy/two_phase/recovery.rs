@@ -308,7 +308,7 @@ impl Worker {
 /// What recovery could not finish must not outlive the run: it would hold
 /// its row locks, and keep WAL, for ever.
 pub async fn roll_back_all(env: &Env) -> Result<()> {
-    let direct = db::connect_direct(&env.db, Some(&env.schema), 1).await?;
+    let direct = db::reconnect_direct(&env.db, Some(&env.schema), 1).await?;
     let result = async {
         let rows = sqlx::query(include_str!("../../../sql/prepared_xacts_select_in_doubt.sql"))
             .bind(gid_prefix(&env.schema))
