@@ -30,11 +30,11 @@ use crate::snapshot::{OrderRow, StockRow};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long a pool's later connections may take, once its first one has
-/// been made. A server that answered a moment ago and is slow now is busy,
-/// not gone: at its peak a shared server (or this test suite on two cores)
-/// took 3–7 s to start a backend. A server that is gone is told by the
-/// run's watch within 5 s (`runner/watch.rs`), whatever waits
-/// here.
+/// been made (and a cleanup's, see [`reconnect_direct`]). A server that
+/// answered a moment ago and is slow now is busy, not gone: this test suite
+/// on a loaded two-core machine made PostgreSQL take 3–12 s to start a
+/// backend. A server that is gone is told by the run's watch within 5 s
+/// (`runner/watch.rs`), whatever waits here.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The fix for an unreachable PostgreSQL, in every message that says so.
