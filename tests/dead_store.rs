@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::process::{dualwrite, Dualwrite};
@@ -22,6 +23,39 @@ const NOTICE_LIMIT: Duration = Duration::from_secs(20);
 /// about other runs' leftovers (see `common::without_leftovers_note`).
 fn lines(stderr: &str) -> Vec<String> {
     common::without_leftovers_note(stderr).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+/// A 12 s naive run on the throwaway stores, its report written to `json`;
+/// returned once its main phase has begun.
+fn naive_run_reporting_to(postgres: &ThrowawayPostgres, redis: &ThrowawayRedis, json: &Path) -> Dualwrite {
+    let (db, cache) = (postgres.url(), redis.url());
+    let json = json.to_str().unwrap();
+    let run = Dualwrite::start(&[
+        "run",
+        "naive",
+        "--duration",
+        "12s",
+        "--database-url",
+        &db,
+        "--redis-url",
+        &cache,
+        "--json",
+        json,
+    ]);
+    run.wait_for("naive: main", Duration::from_secs(30));
+    run
+}
+
+/// The outages a run's JSON report lists.
+fn outages(json: &Path) -> Vec<serde_json::Value> {
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    report["runs"][0]["outages"].as_array().expect("an outages list").clone()
+}
+
+/// `kill -<name> <pid>`.
+fn signal(pid: &str, name: &str) {
+    let status = std::process::Command::new("kill").args([format!("-{name}").as_str(), pid]).status().unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 #[test]
@@ -67,13 +101,9 @@ fn postgres_killed_mid_run_stops_the_run_with_one_line_within_seconds() {
 fn a_postgres_outage_that_ends_by_itself_is_reported_with_the_figures() {
     let postgres = ThrowawayPostgres::start();
     let redis = ThrowawayRedis::start();
-    let (db, cache) = (postgres.url(), redis.url());
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let json_arg = json.to_str().unwrap();
-    let args = ["run", "naive", "--duration", "12s", "--database-url", &db, "--redis-url", &cache, "--json", json_arg];
-    let run = Dualwrite::start(&args);
-    run.wait_for("naive: main", Duration::from_secs(30));
+    let run = naive_run_reporting_to(&postgres, &redis, &json);
     std::thread::sleep(Duration::from_millis(2000));
     postgres.kill();
     std::thread::sleep(Duration::from_millis(1500));
@@ -81,8 +111,7 @@ fn a_postgres_outage_that_ends_by_itself_is_reported_with_the_figures() {
     let finished = run.wait(Duration::from_secs(90));
     // The run went on: its verdict is whatever the stores say, not a tool error.
     assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let outages = report["runs"][0]["outages"].as_array().expect("an outages list").clone();
+    let outages = outages(&json);
     assert_eq!(outages.len(), 1, "{outages:?}");
     let outage = &outages[0];
     assert_eq!(outage["store"], "postgres");
@@ -157,8 +186,8 @@ fn a_broker_killed_mid_run_stops_the_run_naming_kafka() {
 /// failed at 4 s, as the final snapshot of a run did on a loaded server.
 #[tokio::test]
 async fn a_busy_postgres_is_waited_for_past_the_first_connection_limit() {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let options = dualwrite::db::parse_url(&url).unwrap();
+    let postgres = ThrowawayPostgres::start();
+    let options = dualwrite::db::parse_url(&postgres.url()).unwrap();
     let pool = dualwrite::db::connect_direct(&options, None, 1).await.expect("PostgreSQL answers");
     let held = pool.acquire().await.unwrap();
     let hold = dualwrite::db::CONNECT_TIMEOUT + Duration::from_secs(2);
@@ -187,32 +216,23 @@ async fn a_busy_postgres_is_waited_for_past_the_first_connection_limit() {
 fn a_late_probe_is_an_outage_and_keeps_the_lease_session() {
     let postgres = ThrowawayPostgres::start();
     let redis = ThrowawayRedis::start();
-    let (db, cache) = (postgres.url(), redis.url());
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let json_arg = json.to_str().unwrap();
-    let args = ["run", "naive", "--duration", "12s", "--database-url", &db, "--redis-url", &cache, "--json", json_arg];
-    let run = Dualwrite::start(&args);
-    run.wait_for("naive: main", Duration::from_secs(30));
+    let run = naive_run_reporting_to(&postgres, &redis, &json);
     std::thread::sleep(Duration::from_millis(1000));
     let lease_backend = || postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
     let before = lease_backend();
     let pid = before.trim().to_string();
     assert!(pid.parse::<u32>().is_ok(), "one lease backend: {before:?}");
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(status.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
+    signal(&pid, "STOP");
     std::thread::sleep(Duration::from_millis(3500));
-    signal("-CONT");
+    signal(&pid, "CONT");
     std::thread::sleep(Duration::from_millis(1000));
     let after = lease_backend();
     let finished = run.wait(Duration::from_secs(60));
     assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
     assert_eq!(after.trim(), pid, "the lease is held by the backend it was taken on");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let outages = report["runs"][0]["outages"].as_array().expect("an outages list").clone();
+    let outages = outages(&json);
     assert_eq!(outages.len(), 1, "{outages:?}");
     assert_eq!(outages[0]["store"], "postgres");
     assert!(outages[0]["until_ms"].as_u64().is_some(), "it answered again: {outages:?}");
@@ -233,11 +253,7 @@ async fn a_cleanup_connection_waits_for_a_busy_postmaster() {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", checkpointer.trim())).unwrap();
     // `pid (comm) state ppid …`; comm is in parentheses and may hold spaces.
     let postmaster = stat.rsplit_once(") ").unwrap().1.split(' ').nth(1).unwrap().to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([name, &postmaster]).status().unwrap();
-        assert!(status.success(), "kill {name} {postmaster}");
-    };
-    signal("-STOP");
+    signal(&postmaster, "STOP");
     let stopped = Instant::now();
     let first = dualwrite::db::connect_direct(&options, None, 1).await;
     let gave_up = stopped.elapsed();
@@ -246,7 +262,7 @@ async fn a_cleanup_connection_waits_for_a_busy_postmaster() {
         async move { dualwrite::db::reconnect_direct(&options, None, 1).await }
     });
     tokio::time::sleep(Duration::from_secs(6).saturating_sub(stopped.elapsed())).await;
-    signal("-CONT");
+    signal(&postmaster, "CONT");
     let pool = again.await.unwrap().expect("the cleanup's connection is made once the server goes on");
     let answer: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
     assert_eq!(answer, 1);
