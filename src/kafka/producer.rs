@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::ClientContext;
 use rdkafka_sys as rdsys;
 use tokio::sync::oneshot;
 
+use super::let_go;
 use crate::error::{Chain, Error, Result};
 use crate::history::Told;
 
@@ -183,10 +184,16 @@ pub struct PublisherConfig {
 /// one lives on only until the publishes still waiting on it have their
 /// reports.
 ///
+/// Dropping a publisher is what a process's exit does to its producer:
+/// the messages still queued are purged, unsent, at once; the rest of
+/// librdkafka's close (its thread's join, a flush of up to 500 ms) is
+/// not waited for (see [`super::let_go`]).
+///
 /// [`Client::fatal_error`]: rdkafka::client::Client::fatal_error
 pub struct Publisher {
     config: PublisherConfig,
-    producer: Mutex<Arc<ThreadedProducer<DeliveryContext>>>,
+    /// The producer publishes go to; `None` only once the publisher is dropped.
+    producer: Mutex<Option<Arc<ThreadedProducer<DeliveryContext>>>>,
     /// Producers replaced so far, and why the last one was.
     rebuilds: Mutex<(u64, Option<String>)>,
     /// Replaced producers that publishes may still be waiting on. Dropping
@@ -236,7 +243,7 @@ impl Publisher {
         let producer = build(&config)?;
         Ok(Publisher {
             config,
-            producer: Mutex::new(Arc::new(producer)),
+            producer: Mutex::new(Some(Arc::new(producer))),
             rebuilds: Mutex::new((0, None)),
             retired: Mutex::new(Vec::new()),
         })
@@ -266,7 +273,8 @@ impl Publisher {
     }
 
     fn current(&self) -> Arc<ThreadedProducer<DeliveryContext>> {
-        self.producer.lock().expect("producer mutex poisoned").clone()
+        let current = self.producer.lock().expect("producer mutex poisoned");
+        current.clone().expect("a publisher has its producer until it is dropped")
     }
 
     /// Publishes one record and waits for the broker's acknowledgement.
@@ -335,13 +343,13 @@ impl Publisher {
             },
         };
         let mut current = self.producer.lock().expect("producer mutex poisoned");
-        if !Arc::ptr_eq(&current, producer) {
+        if !current.as_ref().is_some_and(|current| Arc::ptr_eq(current, producer)) {
             return;
         }
         tracing::warn!(client = %self.config.client_id, "the Kafka producer is dead: {why}; building a new one");
         match build(&self.config) {
             Ok(fresh) => {
-                let old = std::mem::replace(&mut *current, Arc::new(fresh));
+                let old = current.replace(Arc::new(fresh)).expect("checked above");
                 drop(current);
                 let mut rebuilds = self.rebuilds.lock().expect("rebuilds mutex poisoned");
                 rebuilds.0 += 1;
@@ -361,12 +369,8 @@ impl Publisher {
         let (idle, busy): (Vec<_>, Vec<_>) = retired.drain(..).partition(|p| Arc::strong_count(p) == 1);
         *retired = busy;
         drop(retired);
-        if idle.is_empty() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(idle))),
-            Err(_) => drop(idle),
+        if !idle.is_empty() {
+            let_go(idle);
         }
     }
 
@@ -401,6 +405,19 @@ impl Publisher {
     /// Waits up to `limit` for queued messages to be delivered.
     pub fn flush(&self, limit: Duration) {
         let _ = self.current().flush(limit);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let current = self.producer.get_mut().expect("producer mutex poisoned").take();
+        let retired = std::mem::take(self.retired.get_mut().expect("retired mutex poisoned"));
+        // What a dying process loses: the messages not yet sent. Those in
+        // flight may still reach the broker, as they would.
+        for producer in current.iter().chain(&retired) {
+            producer.purge(PurgeConfig::default().queue());
+        }
+        let_go((current, retired));
     }
 }
 

@@ -29,6 +29,7 @@ use rdkafka::message::Message;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::let_go;
 use super::quiet::Quiet;
 use super::topic::{assign_partitions, consumer_config, decode, WatermarkClient};
 use crate::snapshot::{PartitionRead, TopicRead, TopicRecord};
@@ -263,11 +264,4 @@ impl Reading {
             last_error: self.last_error,
         }
     }
-}
-
-/// Lets librdkafka's consumer go. Dropping it closes its queue and waits
-/// for the close in polls of 100 ms (rdkafka's `Drop`), so it is dropped
-/// off the async threads, and nobody waits for it: the read is over.
-fn let_go(consumer: StreamConsumer<Quiet>) {
-    drop(tokio::task::spawn_blocking(move || drop(consumer)));
 }

@@ -118,10 +118,8 @@ async fn with_client<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet).map_err(|e| e.to_string())?;
         let answer = work(&consumer);
-        // Dropping a consumer closes its queue and waits for the close in
-        // polls of 100 ms (rdkafka's `Drop`): a tenth of a second nobody
-        // needs to wait for once the answer is here.
-        drop(tokio::task::spawn_blocking(move || drop(consumer)));
+        // Nobody needs to wait for the consumer's close once the answer is here.
+        super::let_go(consumer);
         answer
     })
     .await
@@ -195,13 +193,8 @@ impl WatermarkClient {
 
 impl Drop for WatermarkClient {
     fn drop(&mut self) {
-        // Dropping librdkafka's client joins its threads: off the async
-        // workers when there are any.
         if let Some(consumer) = self.consumer.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(consumer))),
-                Err(_) => drop(consumer),
-            }
+            super::let_go(consumer);
         }
     }
 }

@@ -238,8 +238,7 @@ impl Connector {
         let _ = running.task.await;
         // The task's future is gone, so this is the producer's last handle:
         // dropping it purges librdkafka's queue, as the process's death would.
-        let sink = running.sink;
-        let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+        drop(running.sink);
     }
 
     /// Starts a new connector process after a crash. It resumes from the
@@ -293,8 +292,7 @@ impl Connector {
                 running.task.abort();
                 let _ = running.task.await;
             }
-            let sink = running.sink;
-            let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+            drop(running.sink);
         }
         self.direct.close().await;
     }
@@ -306,11 +304,6 @@ impl Drop for Connector {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             running.task.abort();
-            // Off the async threads if there is a runtime (librdkafka joins a thread).
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let sink = running.sink;
-                runtime.spawn_blocking(move || drop(sink));
-            }
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::Error;
 use crate::history::Told;
+use crate::kafka::let_go;
 use crate::kafka::quiet::Quiet;
 
 /// How long the broker lets a transaction stay open before it aborts it by
@@ -127,7 +128,7 @@ impl TxProducers {
         match tokio::task::spawn_blocking(move || claimer.init_transactions(limit)).await {
             Ok(Ok(())) => Ok(producer),
             Ok(Err(e)) => {
-                retire(producer);
+                let_go(producer);
                 Err(format!("claiming transactional id {id}: {e}"))
             }
             Err(e) => Err(format!("claiming transactional id {id}: {e}")),
@@ -179,7 +180,7 @@ impl TxProducers {
             // replaced: the next order's producer claims the id again,
             // which aborts whatever this one left open.
             if let Some(dead) = slot.producer.take() {
-                retire(dead);
+                let_go(dead);
             }
         }
         told
@@ -192,7 +193,7 @@ impl TxProducers {
         for slot in &self.slots {
             if let Ok(mut slot) = slot.try_lock() {
                 if let Some(p) = slot.producer.take() {
-                    retire(p);
+                    let_go(p);
                 }
             }
         }
@@ -244,13 +245,5 @@ fn is_fatal(error: &KafkaError) -> bool {
     match error {
         KafkaError::Transaction(e) => e.is_fatal(),
         _ => false,
-    }
-}
-
-/// Drops a producer off the async workers when there are any.
-fn retire(producer: Arc<TxProducer>) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(producer))),
-        Err(_) => drop(producer),
     }
 }
