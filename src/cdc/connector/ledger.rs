@@ -31,7 +31,7 @@ pub(super) struct LedgerState {
     /// Why the last session failed, until one streams again.
     pub(super) last_error: Option<String>,
     /// Per product (lane), why its event's last publish did not succeed,
-    /// until the broker acknowledges it.
+    /// while any event of the lane that failed is still unacknowledged.
     pub(super) failing_publishes: HashMap<String, String>,
 }
 
@@ -105,9 +105,15 @@ impl Ledger {
         self.hold_acks.load(Ordering::SeqCst)
     }
 
-    pub(super) fn delivered(&self, key: &str, order: Option<OrderId>) {
+    /// The lane `key` has no failed event left unacknowledged (the
+    /// pipeline knows; an acknowledgement of a newer event says nothing of
+    /// an older one waiting for its retry).
+    pub(super) fn publishes_recovered(&self, key: &str) {
+        self.lock().failing_publishes.remove(key);
+    }
+
+    pub(super) fn delivered(&self, order: Option<OrderId>) {
         let mut state = self.lock();
-        state.failing_publishes.remove(key);
         state.deliveries += 1;
         if let Some(id) = order {
             state.acknowledged.insert(id);

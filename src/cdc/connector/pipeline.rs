@@ -150,7 +150,7 @@ impl<'p> Pipeline<'p> {
         let this = &mut lane.events[at];
         if done.told.outcome == Outcome::Ok {
             this.state = State::Acknowledged;
-            ledger.delivered(&done.key, this.event.order);
+            ledger.delivered(this.event.order);
             let first = self.positions.front().expect("an event belongs to a position").transaction;
             self.positions[(this.transaction - first) as usize].unacknowledged -= 1;
         } else {
@@ -175,6 +175,9 @@ impl<'p> Pipeline<'p> {
         while lane.events.front().is_some_and(|w| w.state == State::Acknowledged) {
             lane.events.pop_front();
             self.waiting -= 1;
+        }
+        if !lane.events.iter().any(|w| w.failures > 0 && w.state != State::Acknowledged) {
+            ledger.publishes_recovered(&done.key);
         }
         if lane.events.is_empty() {
             self.lanes.remove(&done.key);
@@ -256,6 +259,15 @@ mod tests {
         pipeline.lanes[key].events.iter().map(|w| w.state).collect()
     }
 
+    /// A pipeline holding T1 (at 10) and T2 (at 20), one event each, both of
+    /// product a and both sent.
+    fn two_transactions_of_a(sink: &Sink) -> Pipeline<'_> {
+        let mut pipeline = Pipeline::new(sink);
+        pipeline.committed(Lsn(10), vec![event("a")]);
+        pipeline.committed(Lsn(20), vec![event("a")]);
+        pipeline
+    }
+
     fn reply_lost() -> Told {
         Told::unknown("reply lost")
     }
@@ -286,9 +298,7 @@ mod tests {
     async fn an_acknowledgement_out_of_order_waits_for_the_older_one() {
         let sink = Sink::Topic(idle_publisher());
         let ledger = Ledger::default();
-        let mut pipeline = Pipeline::new(&sink);
-        pipeline.committed(Lsn(10), vec![event("a")]);
-        pipeline.committed(Lsn(20), vec![event("a")]);
+        let mut pipeline = two_transactions_of_a(&sink);
         let newer = ended(&pipeline, "a", 1, Told::ok());
         assert_eq!(pipeline.published(newer, &ledger), None, "T1 is not acknowledged yet");
         assert_eq!(states(&pipeline, "a"), [State::Sending, State::Acknowledged]);
@@ -301,9 +311,7 @@ mod tests {
     async fn a_failed_publish_is_retried_alone_and_holds_its_lane_and_position() {
         let sink = Sink::Topic(idle_publisher());
         let ledger = Ledger::default();
-        let mut pipeline = Pipeline::new(&sink);
-        pipeline.committed(Lsn(10), vec![event("a")]);
-        pipeline.committed(Lsn(20), vec![event("a")]);
+        let mut pipeline = two_transactions_of_a(&sink);
         // T1's publish is lost while T2's is still out: T1 waits for T2 to end.
         let lost = ended(&pipeline, "a", 0, reply_lost());
         assert_eq!(pipeline.published(lost, &ledger), None);
@@ -328,6 +336,24 @@ mod tests {
         pipeline.committed(Lsn(40), vec![event("a")]);
         pipeline.committed(Lsn(50), vec![event("a")]);
         assert_eq!(states(&pipeline, "a"), [State::Sending, State::Sending]);
+    }
+
+    #[tokio::test]
+    async fn a_lane_is_failing_until_its_failed_event_is_acknowledged() {
+        let sink = Sink::Topic(idle_publisher());
+        let ledger = Ledger::default();
+        let mut pipeline = two_transactions_of_a(&sink);
+        let lost = ended(&pipeline, "a", 0, reply_lost());
+        pipeline.published(lost, &ledger);
+        // The newer event, sent before the failure, is acknowledged while
+        // the older one waits for its retry: the lane is still failing.
+        let newer = ended(&pipeline, "a", 1, Told::ok());
+        assert_eq!(pipeline.published(newer, &ledger), None);
+        let error = ledger.last_error().expect("the older event is still unacknowledged");
+        assert!(error.contains("key a: reply lost"), "{error}");
+        let retried = ended(&pipeline, "a", 0, Told::ok());
+        assert_eq!(pipeline.published(retried, &ledger), Some(Lsn(20)));
+        assert_eq!(ledger.last_error(), None);
     }
 
     #[tokio::test]
