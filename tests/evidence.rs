@@ -22,6 +22,16 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// An embedded broker with a new topic of `partitions`: the broker (kept
+/// alive by the caller), its address and the topic's name.
+fn embedded_topic(prefix: &str, partitions: i32) -> (EmbeddedKafka, String, String) {
+    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
+    let bootstrap = kafka.listen_addr().to_string();
+    let topic = unique(prefix);
+    kafka.create_topic(&topic, partitions).expect("a topic");
+    (kafka, bootstrap, topic)
+}
+
 /// A producer that sends each record as a batch of its own.
 fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
@@ -45,10 +55,7 @@ async fn send(producer: &FutureProducer, topic: &str, partition: i32, payload: &
 /// pass the survivors off as the whole partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_the_embedded_broker_deleted_are_named_with_their_count() {
-    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
-    let bootstrap = kafka.listen_addr().to_string();
-    let topic = unique("dw_evidence");
-    kafka.create_topic(&topic, 3).expect("a topic");
+    let (_kafka, bootstrap, topic) = embedded_topic("dw_evidence", 3);
     let producer = producer(&bootstrap);
     // 64 records of 100 KiB: 6.4 MiB on partition 0, past the mock's cap.
     let big = vec![b'x'; 100 * 1024];
@@ -92,10 +99,7 @@ async fn records_the_embedded_broker_deleted_are_named_with_their_count() {
 /// order, and it ends on the broker's signal asked for at the finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_begun_with_the_run_reads_everything_sent_until_it_finishes() {
-    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
-    let bootstrap = kafka.listen_addr().to_string();
-    let topic = unique("dw_tail");
-    kafka.create_topic(&topic, 3).expect("a topic");
+    let (_kafka, bootstrap, topic) = embedded_topic("dw_tail", 3);
     let producer = producer(&bootstrap);
     let mut sent = 0;
     for n in 0..6 {
@@ -139,10 +143,7 @@ async fn the_capacity_bound_holds_on_the_embedded_broker() {
     // The refused run's load: 1,600 orders/s for 60 s, 6 products.
     let load = Load::of_beats(8, Duration::from_millis(5), Duration::from_secs(60), 6, 1000);
     let fits = records_per_partition(&load);
-    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
-    let bootstrap = kafka.listen_addr().to_string();
-    let topic = unique("dw_evidence");
-    kafka.create_topic(&topic, 1).expect("a topic");
+    let (_kafka, bootstrap, topic) = embedded_topic("dw_evidence", 1);
     // The widest value, as the relay sends it (jsonb puts a space after
     // every colon and comma), one record per message set.
     let mut value = load.widest_event().to_json();
@@ -182,10 +183,7 @@ async fn the_capacity_bound_holds_on_the_embedded_broker() {
 /// end the broker signalled, with nothing missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_topic_reads_to_its_signalled_end() {
-    let kafka = EmbeddedKafka::start().expect("the embedded broker starts");
-    let bootstrap = kafka.listen_addr().to_string();
-    let topic = unique("dw_evidence");
-    kafka.create_topic(&topic, 3).expect("a topic");
+    let (_kafka, bootstrap, topic) = embedded_topic("dw_evidence", 3);
     let producer = producer(&bootstrap);
     for i in 0..300 {
         send(&producer, &topic, i % 2, format!("record {i}").as_bytes()).await;
