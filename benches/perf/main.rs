@@ -41,6 +41,8 @@ mod cpu;
 mod pgbench;
 mod reconcile;
 mod runs;
+#[path = "../../tests/common/tansu.rs"]
+mod tansu;
 mod topic;
 
 #[global_allocator]

@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dualwrite::event::{EventKey, StockChanged};
@@ -22,6 +21,8 @@ use dualwrite::kafka::read::{read_to_end, TopicTail};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use uuid::Uuid;
+
+use crate::tansu::{self, NotStarted, Tansu};
 
 /// A run's partitions, on either broker.
 const PARTITIONS: i32 = dualwrite::kafka::topic::PARTITIONS;
@@ -42,50 +43,16 @@ pub struct Measured {
     pub whole: Result<Duration, String>,
 }
 
-/// A tansu broker of our own (the test suite's engine, `memory://`),
-/// killed on drop.
-struct Tansu(Child);
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// tansu, where it is installed: `TANSU_BIN`, else on PATH, else cargo's.
-fn tansu_bin() -> Option<PathBuf> {
-    let from_env = std::env::var_os("TANSU_BIN").map(PathBuf::from);
-    let on_path =
-        std::env::var("PATH").unwrap_or_default().split(':').map(|d| PathBuf::from(d).join("tansu")).collect();
-    let cargo = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
-    from_env.into_iter().chain::<Vec<PathBuf>>(on_path).chain(cargo).find(|p| p.is_file())
-}
-
+/// Starts `bin` on a port of its own, advertising itself.
 fn start_tansu(bin: &PathBuf) -> Result<(Tansu, String), String> {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().expect("a loopback address");
-    let child = Command::new(bin)
-        .args(["broker", "--listener-url", &format!("tcp://{listen}")])
-        .args(["--advertised-listener-url", &format!("tcp://{listen}")])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let mut tansu = Tansu(child);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(listen).is_err() {
-        if tansu.0.try_wait().ok().flatten().is_some() {
-            return Err(format!("tansu exited before listening on {listen}"));
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            return Err(format!("tansu did not listen on {listen} within 20 s"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    match Tansu::start_with(bin, port, listen) {
+        Ok(tansu) => Ok((tansu, listen.to_string())),
+        Err(NotStarted::Exited) => Err(format!("tansu exited before listening on {listen}")),
+        Err(NotStarted::Failed(why)) => Err(why),
     }
-    Ok((tansu, listen.to_string()))
 }
 
 /// Measures the embedded broker at `records`, and tansu at `tansu_records`
@@ -96,7 +63,7 @@ pub async fn measure(records: u64, tansu_records: u64) -> (Measured, Result<Meas
     embedded.create_topic("dw_bench_topic", PARTITIONS).expect("the embedded broker creates a topic");
     let on_embedded = read_both("embedded", &bootstrap, "dw_bench_topic", records).await;
 
-    let on_tansu = match tansu_bin() {
+    let on_tansu = match tansu::installed() {
         None => Err("tansu is not installed (make setup-tests builds it)".to_string()),
         Some(bin) => match start_tansu(&bin) {
             Err(e) => Err(e),

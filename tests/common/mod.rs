@@ -16,6 +16,7 @@ pub mod containers;
 pub mod process;
 pub mod scram;
 pub mod stage;
+pub mod tansu;
 pub mod throwaway;
 
 use std::net::{SocketAddr, TcpListener};
@@ -30,6 +31,8 @@ use dualwrite::progress::Progress;
 use dualwrite::runner::{self, Plan, RunResult};
 use dualwrite::scenario::Scenario;
 use dualwrite::strategy::Strategy;
+pub use tansu::Tansu;
+use tansu::NotStarted;
 
 /// Which Kafka-API broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,38 +84,11 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// The tansu binary: `TANSU_BIN`, else on PATH, else cargo's bin directory.
-/// The tests must run against a real broker, so a missing tansu is a failure
-/// that says how to get it, not a skip.
+/// The tansu binary. The tests must run against a real broker, so a
+/// missing tansu is a failure that says how to get it, not a skip.
 pub fn tansu_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        if std::path::Path::new(&bin).exists() {
-            return bin.into();
-        }
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let candidate = std::path::Path::new(dir).join("tansu");
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let candidate = std::path::Path::new(&home).join(".cargo/bin/tansu");
-    assert!(candidate.exists(), "tansu (a Kafka-API broker) is not installed: run `make setup-tests`");
-    candidate
+    tansu::installed().expect("tansu (a Kafka-API broker) is not installed: run `make setup-tests`")
 }
-
-/// A tansu broker process, killed on drop.
-pub struct Tansu {
-    child: Child,
-    pub listen: SocketAddr,
-    pub advertised: SocketAddr,
-}
-
-/// The storage engine every test broker uses. `memory://` (the dynostore
-/// feature): see the README's "dualwrite found it" for why this one, and
-/// what is wrong with each of tansu's engines.
-pub const TANSU_STORAGE: &str = "memory://tansu/";
 
 impl Tansu {
     /// Starts tansu on a free port, advertising `advertise` (the address
@@ -134,39 +110,13 @@ impl Tansu {
     }
 
     /// Starts tansu on `port`, advertising `advertised`; `None` if it
-    /// exited instead (the port, free a moment ago, was taken meanwhile by
-    /// a parallel test — whose broker then answers the connect check, which
-    /// is why the process itself is checked too).
+    /// exited instead (its port was taken meanwhile).
     pub fn try_start_on(port: u16, advertised: SocketAddr) -> Option<Tansu> {
-        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &format!("tcp://{listen}")])
-            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", TANSU_STORAGE])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(listen).is_err() {
-            if child.try_wait().unwrap().is_some() {
-                return None;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not listen on {listen} within 20 s");
-            std::thread::sleep(Duration::from_millis(20));
+        match Tansu::start_with(&tansu_bin(), port, advertised) {
+            Ok(tansu) => Some(tansu),
+            Err(NotStarted::Exited) => None,
+            Err(NotStarted::Failed(why)) => panic!("{why}"),
         }
-        std::thread::sleep(Duration::from_millis(200));
-        if child.try_wait().unwrap().is_some() {
-            return None;
-        }
-        Some(Tansu { child, listen, advertised })
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
