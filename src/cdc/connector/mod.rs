@@ -163,8 +163,8 @@ pub struct Connector {
 
 struct Running {
     task: JoinHandle<()>,
-    /// Shared with the task; the last handle is dropped off the async
-    /// threads, because dropping librdkafka's producer joins its thread.
+    /// Shared with the task. Dropping the last handle purges what its
+    /// producer still queued (see `Publisher`).
     sink: Arc<Sink>,
     stop: CancellationToken,
 }
