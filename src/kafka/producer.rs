@@ -427,6 +427,34 @@ mod tests {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as Code;
 
+    /// A dying process's queue dies with it: the drop purges what the
+    /// producer still holds before it returns, although librdkafka's own
+    /// close is left to finish in the background.
+    #[tokio::test]
+    async fn dropping_a_publisher_purges_its_queue_at_once() {
+        let publisher = Publisher::new(PublisherConfig {
+            // Nothing listens here: the messages stay queued.
+            bootstrap: "127.0.0.1:1".into(),
+            topic: "never-reached".into(),
+            publish_timeout: Duration::from_secs(30),
+            client_id: "drop-test".into(),
+        })
+        .unwrap();
+        let sends: Vec<_> = (0..3).map(|n| publisher.enqueue("k", format!("{n}").as_bytes())).collect();
+        let producer = publisher.current();
+        assert_eq!(producer.in_flight_count(), 3, "queued, waiting for a broker");
+        drop(sends);
+        drop(publisher);
+        // The purged messages' reports are served by the producer's own
+        // thread (this handle keeps it alive); unpurged, they would wait
+        // out the 30 s delivery timeout.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(producer.in_flight_count(), 0, "the queue was purged");
+    }
+
     #[test]
     fn the_statistics_say_when_the_producer_has_its_id() {
         // librdkafka 2.12's statistics, cut down to what is read.

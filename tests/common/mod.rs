@@ -31,8 +31,8 @@ use dualwrite::progress::Progress;
 use dualwrite::runner::{self, Plan, RunResult};
 use dualwrite::scenario::Scenario;
 use dualwrite::strategy::Strategy;
-pub use tansu::Tansu;
 use tansu::NotStarted;
+pub use tansu::Tansu;
 
 /// Which Kafka-API broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
