@@ -49,7 +49,10 @@ fn start_tansu(bin: &PathBuf) -> Result<(Tansu, String), String> {
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().expect("a loopback address");
     match Tansu::start_with(bin, port, listen) {
-        Ok(tansu) => Ok((tansu, listen.to_string())),
+        Ok(tansu) => {
+            let bootstrap = tansu.listen.to_string();
+            Ok((tansu, bootstrap))
+        }
         Err(NotStarted::Exited) => Err(format!("tansu exited before listening on {listen}")),
         Err(NotStarted::Failed(why)) => Err(why),
     }

@@ -26,7 +26,6 @@ pub fn installed() -> Option<PathBuf> {
 pub struct Tansu {
     child: Child,
     pub listen: SocketAddr,
-    pub advertised: SocketAddr,
 }
 
 /// Why a tansu could not be started.
@@ -53,7 +52,7 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| NotStarted::Failed(format!("cannot start {}: {e}", bin.display())))?;
-        let mut tansu = Tansu { child, listen, advertised };
+        let mut tansu = Tansu { child, listen };
         let started = Instant::now();
         while std::net::TcpStream::connect(listen).is_err() {
             if tansu.exited() {
