@@ -440,19 +440,24 @@ mod tests {
             client_id: "drop-test".into(),
         })
         .unwrap();
-        let sends: Vec<_> = (0..3).map(|n| publisher.enqueue("k", format!("{n}").as_bytes())).collect();
+        // librdkafka's count of what it holds also counts the events its
+        // thread has not served yet (statistics every 20 ms, connection
+        // errors): a few at most. A thousand messages stand well above them.
+        const QUEUED: i32 = 1000;
+        let sends: Vec<_> = (0..QUEUED).map(|n| publisher.enqueue("k", format!("{n}").as_bytes())).collect();
         let producer = publisher.current();
-        assert_eq!(producer.in_flight_count(), 3, "queued, waiting for a broker");
+        assert!(producer.in_flight_count() >= QUEUED, "queued, waiting for a broker");
         drop(sends);
         drop(publisher);
         // The purged messages' reports are served by the producer's own
-        // thread (this handle keeps it alive); unpurged, they would wait
-        // out the 30 s delivery timeout.
+        // thread (this handle keeps it alive); unpurged, the messages would
+        // stay for the 30 s delivery timeout.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        while producer.in_flight_count() >= QUEUED / 10 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(producer.in_flight_count(), 0, "the queue was purged");
+        let left = producer.in_flight_count();
+        assert!(left < QUEUED / 10, "the queue was purged: {left} left");
     }
 
     #[test]
