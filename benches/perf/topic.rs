@@ -44,18 +44,14 @@ pub struct Measured {
 }
 
 /// Starts `bin` on a port of its own, advertising itself.
-fn start_tansu(bin: &PathBuf) -> Result<(Tansu, String), String> {
+fn start_tansu(bin: &PathBuf) -> Result<Tansu, String> {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().expect("a loopback address");
-    match Tansu::start_with(bin, port, listen) {
-        Ok(tansu) => {
-            let bootstrap = tansu.listen.to_string();
-            Ok((tansu, bootstrap))
-        }
-        Err(NotStarted::Exited) => Err(format!("tansu exited before listening on {listen}")),
-        Err(NotStarted::Failed(why)) => Err(why),
-    }
+    Tansu::start_with(bin, port, listen).map_err(|e| match e {
+        NotStarted::Exited => format!("tansu exited before listening on {listen}"),
+        NotStarted::Failed(why) => why,
+    })
 }
 
 /// Measures the embedded broker at `records`, and tansu at `tansu_records`
@@ -70,7 +66,8 @@ pub async fn measure(records: u64, tansu_records: u64) -> (Measured, Result<Meas
         None => Err("tansu is not installed (make setup-tests builds it)".to_string()),
         Some(bin) => match start_tansu(&bin) {
             Err(e) => Err(e),
-            Ok((_tansu, bootstrap)) => {
+            Ok(tansu) => {
+                let bootstrap = tansu.listen.to_string();
                 match dualwrite::kafka::topic::create_topic(&bootstrap, "dw_bench_topic").await {
                     Err(e) => Err(format!("tansu would not create the topic: {e}")),
                     Ok(()) => Ok(read_both("tansu", &bootstrap, "dw_bench_topic", tansu_records).await),
