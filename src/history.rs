@@ -210,6 +210,35 @@ pub struct ProbeSample {
     pub failed: bool,
 }
 
+/// Why a writer let a beat pass without placing an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its [`MAX_IN_FLIGHT_PER_WRITER`](crate::config::MAX_IN_FLIGHT_PER_WRITER)
+    /// orders were still in flight: the strategy and its stores did not keep
+    /// up (back pressure).
+    Full,
+    /// It woke after the beat had passed: the machine was too busy to run it
+    /// on time.
+    Late,
+}
+
+/// The beats writers let pass without placing an order, by why. A run
+/// offers `writer tasks × duration ÷ interval` orders; these, the orders
+/// begun and the beats of an app that was down after a crash add up to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The writer's orders in flight were at their limit.
+    pub full: u64,
+    /// The writer woke too late.
+    pub late: u64,
+}
+
+impl Skipped {
+    pub fn total(&self) -> u64 {
+        self.full + self.late
+    }
+}
+
 /// The run's clock: milliseconds since the main phase started.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -286,6 +315,16 @@ impl History {
         self.push(Event::Probe(sample));
     }
 
+    /// A writer let `beats` beats pass without placing an order. Counted,
+    /// not kept as events: a saturated run skips most of its beats.
+    pub fn skipped(&self, why: Skip, beats: u64) {
+        let skipped = match why {
+            Skip::Full => Skipped { full: beats, late: 0 },
+            Skip::Late => Skipped { full: 0, late: beats },
+        };
+        self.events.lock().expect("history mutex poisoned").skip(skipped);
+    }
+
     pub fn crash(&self, component: &str, restarted: bool) {
         self.push(Event::Crash { at: self.clock.now(), component: component.to_string(), restarted });
     }
@@ -351,6 +390,8 @@ pub struct Events {
     /// Each order id's latest begin, for the appends that name the order by
     /// its id.
     slots: IdMap<Slot>,
+    /// The beats writers let pass (see [`History::skipped`]).
+    skipped: Skipped,
 }
 
 /// The place of an order's begin among all the begins of a history, and
@@ -466,6 +507,17 @@ impl Events {
         self.len() == 0
     }
 
+    /// The beats writers let pass without placing an order.
+    pub fn skipped(&self) -> Skipped {
+        self.skipped
+    }
+
+    /// Counts skipped beats, as [`History::skipped`] does.
+    pub fn skip(&mut self, skipped: Skipped) {
+        self.skipped.full += skipped.full;
+        self.skipped.late += skipped.late;
+    }
+
     /// Every event, in the order they were appended.
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         self.iter_from(0)
@@ -544,9 +596,9 @@ impl From<Vec<Event>> for Events {
 }
 
 impl PartialEq for Events {
-    /// The same events in the same order.
+    /// The same events in the same order, and the same beats skipped.
     fn eq(&self, other: &Events) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.skipped == other.skipped && self.iter().eq(other.iter())
     }
 }
 

@@ -232,6 +232,12 @@ async fn main() {
         );
     }
     println!("   naive's lag is the floor: the embedded broker's empty fetch waits 10 ms, the consumer polls.");
+    // A fixed rate is only the rate if the writers offered it: say where not.
+    for r in rows.iter().filter(|r| matches!(r.rate, Rate::PerSecond(_))) {
+        if let Some(skipped) = r.orders.describe_skipped() {
+            println!("   {} at {}: {skipped}", r.strategy.name(), r.rate.label());
+        }
+    }
     match high {
         Some(high) => println!(
             "   outbox's target is judged at 1,000/s and 2,000/s; cdc's at 1,000/s and at {high}/s, the highest \

@@ -53,7 +53,9 @@ pub struct Measured {
     pub strategy: Strategy,
     pub rate: Rate,
     pub seconds: f64,
-    pub committed: u64,
+    /// Orders begun, committed, and the beats skipped: what the writers
+    /// really offered.
+    pub orders: dualwrite::reconcile::Orders,
     pub lag_p50: Option<f64>,
     pub lag_p99: Option<f64>,
     pub verdict: String,
@@ -67,14 +69,14 @@ pub struct Measured {
 
 impl Measured {
     pub fn orders_per_second(&self) -> f64 {
-        self.committed as f64 / self.seconds
+        self.orders.committed as f64 / self.seconds
     }
     /// CPU time per committed order during the main phase, in µs: the
     /// machine's, PostgreSQL's and this process's. The orders committed in
     /// the sampled part of the phase are taken in proportion to its length.
     pub fn cpu_per_order(&self) -> Option<(f64, f64, f64)> {
         let cpu = self.cpu?;
-        let orders = self.committed as f64 * (cpu.wall / self.seconds).min(1.0);
+        let orders = self.orders.committed as f64 * (cpu.wall / self.seconds).min(1.0);
         let us = |s: f64| s * 1e6 / orders;
         (orders > 0.0).then(|| (us(cpu.machine), us(cpu.postgres), us(cpu.this)))
     }
@@ -119,7 +121,7 @@ pub async fn measure(infra: &Infra, strategy: Strategy, rate: Rate, duration: Du
         strategy,
         rate,
         seconds: duration.as_secs_f64(),
-        committed: f.orders.committed,
+        orders: f.orders,
         lag_p50: f.latency.event_lag_p50,
         lag_p99: f.latency.event_lag_p99,
         verdict: f.verdict.as_str().to_string(),

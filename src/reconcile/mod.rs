@@ -44,9 +44,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::history::{write_records, Events, IdSet, Leg, Millis, OrderId, StockAfter};
+use crate::config::MAX_IN_FLIGHT_PER_WRITER;
+use crate::history::{write_records, Events, IdSet, Leg, Millis, OrderId, Skipped, StockAfter};
 use crate::snapshot::Snapshot;
 // The hand-built tests (`tests.rs`, `use super::*`) build order rows.
 #[cfg(test)]
@@ -206,8 +207,8 @@ impl Tally {
     }
 }
 
-/// Order counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Order counts. (Read back from a run's JSON by the HTML report.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orders {
     /// Orders the writers began.
     pub attempted: u64,
@@ -215,6 +216,11 @@ pub struct Orders {
     pub committed: u64,
     /// Orders whose writer was told Ok on every leg.
     pub acknowledged: u64,
+    /// The beats on which no order was begun, by why: the rate a run
+    /// offered is `attempted` plus these, not what its flags asked for.
+    /// (Absent from the JSON of a run made before it was counted.)
+    #[serde(default)]
+    pub skipped: Skipped,
 }
 
 /// Latency percentiles in milliseconds (`None` with no samples).
@@ -276,6 +282,38 @@ pub struct Redeliveries {
     /// Units a consumer that ships every delivery's units would have
     /// shipped more than once: the sum of the duplicates' |delta|.
     pub extra_units: u64,
+}
+
+impl Orders {
+    /// The beats that placed no order, in one sentence, e.g. "3461 beats
+    /// placed no order (35 % of the writers' beats): 3400 found 16 orders
+    /// of their writer still in flight (the strategy did not keep up), 61
+    /// woke too late (the machine was busy)"; `None` when none did.
+    pub fn describe_skipped(&self) -> Option<String> {
+        let skipped = self.skipped;
+        if skipped.total() == 0 {
+            return None;
+        }
+        let beats = self.attempted + skipped.total();
+        let mut why = Vec::new();
+        if skipped.full > 0 {
+            why.push(format!(
+                "{} found {MAX_IN_FLIGHT_PER_WRITER} orders of their writer still in flight (the strategy and \
+                 its stores did not keep up)",
+                skipped.full
+            ));
+        }
+        if skipped.late > 0 {
+            why.push(format!("{} woke too late (the machine was busy)", skipped.late));
+        }
+        Some(format!(
+            "{} {} placed no order ({:.0} % of the writers' beats): {}",
+            skipped.total(),
+            if skipped.total() == 1 { "beat" } else { "beats" },
+            100.0 * skipped.total() as f64 / beats as f64,
+            why.join(", ")
+        ))
+    }
 }
 
 impl Redeliveries {
@@ -396,6 +434,7 @@ pub fn reconcile(history: &Events, snapshot: &Snapshot) -> Findings {
         attempted: records.len() as u64,
         committed: committed.len() as u64,
         acknowledged: records.iter().filter(|r| r.acknowledged()).count() as u64,
+        skipped: history.skipped(),
     };
 
     let mut anomalies: BTreeMap<Anomaly, Tally> = BTreeMap::new();

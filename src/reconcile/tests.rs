@@ -100,7 +100,7 @@ fn a_clean_run_is_consistent_with_nothing_to_report() {
     }
     let f = run.findings();
     assert_eq!(f.verdict, Verdict::Consistent, "{:?}", f.reasons);
-    assert_eq!(f.orders, Orders { attempted: 3, committed: 3, acknowledged: 3 });
+    assert_eq!(f.orders, Orders { attempted: 3, committed: 3, acknowledged: 3, skipped: Skipped::default() });
     for anomaly in [Anomaly::Lost, Anomaly::Ghost, Anomaly::Duplicate, Anomaly::Reordered, Anomaly::ProjectionDrift] {
         assert_eq!(f.count(anomaly), Some(0), "{anomaly:?}");
     }
@@ -621,4 +621,27 @@ fn a_complete_drain_and_read_give_a_verdict() {
     let f = run.findings();
     assert_eq!(f.verdict, Verdict::Consistent);
     assert!(Anomaly::ALL.iter().all(|a| !matches!(f.figure(*a), Figure::Unknown { .. })));
+}
+
+#[test]
+fn beats_that_placed_no_order_are_counted_and_said_with_why() {
+    let mut run = Run::publishing();
+    for n in 1..=3 {
+        run.write(n, Some(Told::ok()), Some(Told::ok()));
+        run.commit(n, n as i64);
+        run.publish(n, n as i64);
+    }
+    run.history.skip(Skipped { full: 5, late: 2 });
+    let f = run.findings();
+    // Skipped beats are not an anomaly: the stores still agree.
+    assert_eq!(f.verdict, Verdict::Consistent, "{:?}", f.reasons);
+    assert_eq!(f.orders.skipped, Skipped { full: 5, late: 2 });
+    assert_eq!(
+        f.orders.describe_skipped().as_deref(),
+        Some(
+            "7 beats placed no order (70 % of the writers' beats): 5 found 16 orders of their writer still in \
+             flight (the strategy and its stores did not keep up), 2 woke too late (the machine was busy)"
+        )
+    );
+    assert_eq!(Orders { skipped: Skipped::default(), ..f.orders }.describe_skipped(), None);
 }

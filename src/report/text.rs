@@ -202,6 +202,9 @@ fn run_block(report: &Report, run: &RunReport, width: usize, lines: &mut Vec<Str
             o.attempted, o.committed, o.acknowledged
         ),
     );
+    if let Some(skipped) = o.describe_skipped() {
+        field("", &skipped);
+    }
     let (mut occurred, mut none, mut never, mut unknown) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (key, _, _) in ANOMALIES {
         match figure(run, key).as_str() {
@@ -351,6 +354,11 @@ fn compare_tables(report: &Report, width: usize, lines: &mut Vec<String>) {
     lines.push("orders, latency, and what the rest of the service felt:".into());
     lines.extend(Table { columns, key: 1 }.render(width, ""));
     note(&explained.join(" · "), width, lines);
+    for run in runs {
+        if let Some(skipped) = run.orders.describe_skipped() {
+            note(&format!("{}: {skipped}", run.strategy), width, lines);
+        }
+    }
     if !folded.is_empty() {
         note(&format!("not shown, 0 or – for every strategy: {}", folded.join(", ")), width, lines);
     }

@@ -19,7 +19,7 @@ use crate::config::{Workload, MAX_IN_FLIGHT_PER_WRITER};
 use crate::consumer::Downstream;
 use crate::db::{self, DbError};
 use crate::error::{Error, Result};
-use crate::history::{Clock, History, ProbeSample, ReadSample};
+use crate::history::{Clock, History, ProbeSample, ReadSample, Skip};
 use crate::strategy::App;
 
 use crate::generate;
@@ -157,7 +157,9 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in
     let clock = env.history.clock();
     let every = env.workload.writers;
     let beat = Beat { every, offset: every.mul_f64(w as f64 / env.workload.writer_tasks as f64) };
-    on_every_beat(clock, beat, stop, in_flight, move |k| {
+    let history = env.history.clone();
+    let skipped = move |why, beats| history.skipped(why, beats);
+    on_every_beat(clock, beat, stop, in_flight, skipped, move |k| {
         let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let (app, history) = (app.clone(), env.history.clone());
         async move { app.write(&order, &history).await }
@@ -170,8 +172,19 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in
 /// then lets those in flight finish. Requests to a service arrive this way:
 /// a slow store makes them pile up instead of arriving less often. Each one
 /// is tracked by `tracker`, so that a crash can wait until it is gone.
-async fn on_every_beat<F, Fut>(clock: Clock, beat: Beat, stop: CancellationToken, tracker: TaskTracker, task: F)
-where
+///
+/// The beats it lets pass are told to `skipped`, with why: it was waiting
+/// for room (every one of its orders still in flight) or woke too late.
+/// A run that skips beats offered less than its rate: the report says so.
+async fn on_every_beat<S, F, Fut>(
+    clock: Clock,
+    beat: Beat,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    skipped: S,
+    task: F,
+) where
+    S: Fn(Skip, u64),
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -184,9 +197,25 @@ where
             _ = tokio::time::sleep_until(beat.due(&clock, k)) => {}
             _ = stop.cancelled() => break,
         }
-        let permit = tokio::select! {
-            permit = room.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = stop.cancelled() => break,
+        // The beats already past when the task woke: it woke too late.
+        let late = beat.next_tick(&clock).saturating_sub(k + 1);
+        // With no room, this beat waits for an order in flight to finish;
+        // the beats that pass meanwhile are skipped for want of room.
+        let (permit, waited) = match room.clone().try_acquire_owned() {
+            Ok(permit) => (permit, false),
+            Err(_) => tokio::select! {
+                permit = room.clone().acquire_owned() => (permit.expect("the semaphore is never closed"), true),
+                _ = stop.cancelled() => {
+                    // This beat, and those that passed while it waited,
+                    // placed no order.
+                    let waited = beat.next_tick(&clock).saturating_sub(k).saturating_sub(late).max(1);
+                    if late > 0 {
+                        skipped(Skip::Late, late);
+                    }
+                    skipped(Skip::Full, waited);
+                    break;
+                }
+            },
         };
         let work = task(k);
         in_flight.spawn(tracker.track_future(async move {
@@ -198,7 +227,21 @@ where
         }
         // A late beat is not made up twice: the next one is the next tick
         // from now, so the sequence stays the seeded one.
-        k = (k + 1).max(beat.next_tick(&clock));
+        let next = (k + 1).max(beat.next_tick(&clock));
+        let (late, full) = match next - (k + 1) - late {
+            0 => (late, 0),
+            // Passed while it waited for room.
+            waiting if waited => (late, waiting),
+            // Passed while it placed this order: a busy machine again.
+            placing => (late + placing, 0),
+        };
+        if late > 0 {
+            skipped(Skip::Late, late);
+        }
+        if full > 0 {
+            skipped(Skip::Full, full);
+        }
+        k = next;
     }
     while let Some(done) = in_flight.join_next().await {
         rethrow_panic(done);
@@ -223,29 +266,36 @@ fn rethrow_panic(done: std::result::Result<(), tokio::task::JoinError>) {
 async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(clock, beat, stop, in_flight, move |k| {
-        let (app, env) = (app.clone(), env.clone());
-        async move {
-            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-            // The truth first: if the served value is older than this, it was
-            // already stale when it was served.
-            let truth = db::read_stock_direct(&env.direct, product_id).await;
-            let started = std::time::Instant::now();
-            let served = app.read(product_id).await;
-            let read_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-            let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
-            env.history.read(ReadSample {
-                at: clock.now(),
-                product_id,
-                served: served.value,
-                from_cache: served.from_cache,
-                filled_cache: served.filled_cache,
-                truth,
-                projection,
-                read_ms,
-            });
-        }
-    })
+    on_every_beat(
+        clock,
+        beat,
+        stop,
+        in_flight,
+        |_, _| {},
+        move |k| {
+            let (app, env) = (app.clone(), env.clone());
+            async move {
+                let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+                // The truth first: if the served value is older than this, it was
+                // already stale when it was served.
+                let truth = db::read_stock_direct(&env.direct, product_id).await;
+                let started = std::time::Instant::now();
+                let served = app.read(product_id).await;
+                let read_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
+                env.history.read(ReadSample {
+                    at: clock.now(),
+                    product_id,
+                    served: served.value,
+                    from_cache: served.from_cache,
+                    filled_cache: served.filled_cache,
+                    truth,
+                    projection,
+                    read_ms,
+                });
+            }
+        },
+    )
     .await
 }
 
@@ -255,20 +305,92 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight:
 async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(clock, beat, stop, in_flight, move |k| {
-        let (app, env) = (app.clone(), env.clone());
-        async move {
-            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-            let started = Instant::now();
-            let result = app.db().read_stock(product_id).await;
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            env.history.probe(ProbeSample {
-                at: clock.now(),
-                elapsed_ms,
-                acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
-                failed: result.is_err(),
-            });
-        }
-    })
+    on_every_beat(
+        clock,
+        beat,
+        stop,
+        in_flight,
+        |_, _| {},
+        move |k| {
+            let (app, env) = (app.clone(), env.clone());
+            async move {
+                let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+                let started = Instant::now();
+                let result = app.db().read_stock(product_id).await;
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                env.history.probe(ProbeSample {
+                    at: clock.now(),
+                    elapsed_ms,
+                    acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
+                    failed: result.is_err(),
+                });
+            }
+        },
+    )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::history::Skipped;
+
+    /// Runs `on_every_beat` every `every` for `run`, each task taking `task`;
+    /// returns the tasks begun, the beats skipped and the beats that were due.
+    async fn beats(every: Duration, task: Duration, run: Duration) -> (u64, Skipped, u64) {
+        let clock = Clock::start();
+        let stop = CancellationToken::new();
+        let begun = Arc::new(AtomicU64::new(0));
+        let skipped = Arc::new(Mutex::new(Skipped::default()));
+        let (counted, seen) = (begun.clone(), skipped.clone());
+        let beating = tokio::spawn(on_every_beat(
+            clock,
+            Beat { every, offset: Duration::ZERO },
+            stop.clone(),
+            TaskTracker::new(),
+            move |why, n| {
+                let mut s = seen.lock().unwrap();
+                match why {
+                    Skip::Full => s.full += n,
+                    Skip::Late => s.late += n,
+                }
+            },
+            move |_| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(task)
+            },
+        ));
+        tokio::time::sleep(run).await;
+        // The beats due by now: ticks 0 to this one (a busy machine may
+        // have slept longer than `run`).
+        let due = (clock.now_f64() / (every.as_secs_f64() * 1000.0)).floor() as u64 + 1;
+        stop.cancel();
+        beating.await.unwrap();
+        let skipped = *skipped.lock().unwrap();
+        (begun.load(Ordering::Relaxed), skipped, due)
+    }
+
+    #[tokio::test]
+    async fn beats_that_find_every_order_in_flight_are_counted_as_full() {
+        // 16 orders of 200 ms each fill the writer in 32 ms; then one beat
+        // in 100 finds room, when the first order ends.
+        let (begun, skipped, due) =
+            beats(Duration::from_millis(2), Duration::from_millis(200), Duration::from_millis(500)).await;
+        assert!(begun < 60, "{begun} begun: 16, then about 16 more every 200 ms");
+        assert!(skipped.full > 150, "{skipped:?}");
+        // Every beat was either begun or skipped (± the ones at the edges).
+        let accounted = begun + skipped.total();
+        assert!(accounted.abs_diff(due) <= 2, "{begun} begun + {skipped:?} skipped, {due} due");
+    }
+
+    #[tokio::test]
+    async fn a_writer_with_room_skips_no_beat_for_want_of_it() {
+        let (begun, skipped, due) = beats(Duration::from_millis(20), Duration::ZERO, Duration::from_millis(400)).await;
+        assert_eq!(skipped.full, 0, "{skipped:?}");
+        let accounted = begun + skipped.total();
+        assert!(accounted.abs_diff(due) <= 2, "{begun} begun + {skipped:?} skipped, {due} due");
+    }
 }

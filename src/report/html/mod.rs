@@ -281,6 +281,9 @@ fn run_section(picture: &Picture, run: &RunPicture, scale: Scale, html: &mut Str
     for reason in &run.reasons {
         let _ = writeln!(html, "<p class=\"reason\">{}</p>", esc(reason));
     }
+    if let Some(skipped) = run.orders.describe_skipped() {
+        let _ = writeln!(html, "<p class=\"reason\">{}</p>", esc(&skipped));
+    }
     for (key, figure) in &run.unknown {
         let _ = writeln!(html, "<p class=\"reason\">{} not known: {}</p>", esc(key), esc(&figure.reason));
     }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::super::timeline::Timeline;
 use super::super::Report;
+use crate::reconcile::Orders;
 use crate::scenario::schedule::Schedule;
 
 /// The part of the report's JSON the picture reads. Unknown fields are
@@ -29,7 +30,7 @@ pub struct RunPicture {
     pub as_expected: bool,
     #[serde(default)]
     pub reasons: Vec<String>,
-    pub orders: OrdersPicture,
+    pub orders: Orders,
     pub anomalies: BTreeMap<String, Option<u64>>,
     #[serde(default)]
     pub unknown: BTreeMap<String, UnknownPicture>,
@@ -68,13 +69,6 @@ pub struct UnknownPicture {
     pub reason: String,
     #[serde(default)]
     pub at_least: u64,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct OrdersPicture {
-    pub attempted: u64,
-    pub committed: u64,
-    pub acknowledged: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
