@@ -81,6 +81,12 @@ impl Measured {
         (orders > 0.0).then(|| (us(cpu.machine), us(cpu.postgres), us(cpu.this)))
     }
 
+    /// Whether the writers offered the rate: an order placed on all but
+    /// 1 % of their beats.
+    pub fn sustained(&self) -> bool {
+        self.orders.skipped.total() * 100 <= self.orders.attempted + self.orders.skipped.total()
+    }
+
     /// Wall time beyond the workload's.
     pub fn overhead(&self) -> Duration {
         self.wall.saturating_sub(Duration::from_secs_f64(self.seconds))
