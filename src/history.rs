@@ -213,9 +213,9 @@ pub struct ProbeSample {
 /// Why a writer let a beat pass without placing an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// Its [`MAX_IN_FLIGHT_PER_WRITER`](crate::config::MAX_IN_FLIGHT_PER_WRITER)
-    /// orders were still in flight: the strategy and its stores did not keep
-    /// up (back pressure).
+    /// Its writer already had as many orders in flight as it may (the
+    /// config's `MAX_IN_FLIGHT_PER_WRITER`): the strategy and its stores
+    /// did not keep up (back pressure).
     Full,
     /// It woke after the beat had passed: the machine was too busy to run it
     /// on time.
