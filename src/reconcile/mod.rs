@@ -287,8 +287,9 @@ pub struct Redeliveries {
 impl Orders {
     /// The beats that placed no order, in one sentence, e.g. "3461 beats
     /// placed no order (35 % of the writers' beats): 3400 found 16 orders
-    /// of their writer still in flight (the strategy did not keep up), 61
-    /// woke too late (the machine was busy)"; `None` when none did.
+    /// of their writer still in flight (the strategy and its stores did not
+    /// keep up), 61 woke too late (the machine was busy)"; `None` when none
+    /// did.
     pub fn describe_skipped(&self) -> Option<String> {
         let skipped = self.skipped;
         if skipped.total() == 0 {
