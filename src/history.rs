@@ -317,7 +317,7 @@ impl History {
 
     /// A writer let `beats` beats pass without placing an order. Counted,
     /// not kept as events: a saturated run skips most of its beats.
-    pub fn skipped(&self, why: Skip, beats: u64) {
+    pub fn skip(&self, why: Skip, beats: u64) {
         let skipped = match why {
             Skip::Full => Skipped { full: beats, late: 0 },
             Skip::Late => Skipped { full: 0, late: beats },
@@ -332,6 +332,11 @@ impl History {
     /// A copy of every event so far, in the order they were appended.
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().expect("history mutex poisoned").iter().collect()
+    }
+
+    /// The beats writers have let pass so far (see [`History::skip`]).
+    pub fn skipped(&self) -> Skipped {
+        self.events.lock().expect("history mutex poisoned").skipped()
     }
 
     /// The events appended since the first `from`, and the count to pass
@@ -390,7 +395,7 @@ pub struct Events {
     /// Each order id's latest begin, for the appends that name the order by
     /// its id.
     slots: IdMap<Slot>,
-    /// The beats writers let pass (see [`History::skipped`]).
+    /// The beats writers let pass (see [`History::skip`]).
     skipped: Skipped,
 }
 
@@ -512,7 +517,7 @@ impl Events {
         self.skipped
     }
 
-    /// Counts skipped beats, as [`History::skipped`] does.
+    /// Counts skipped beats, as [`History::skip`] does.
     pub fn skip(&mut self, skipped: Skipped) {
         self.skipped.full += skipped.full;
         self.skipped.late += skipped.late;

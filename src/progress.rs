@@ -58,6 +58,9 @@ pub struct Counts {
     pub failed: u64,
     /// Legs told unknown.
     pub unknown: u64,
+    /// Beats on which a writer placed no order (its orders in flight were
+    /// at their limit, or it woke too late).
+    pub skipped: u64,
 }
 
 /// A fault in force now.
@@ -165,6 +168,9 @@ pub fn render(state: &LiveState, width: usize) -> String {
     );
     if let Some(n) = state.undelivered {
         counts.push_str(&format!(" · not yet delivered {n}"));
+    }
+    if c.skipped > 0 {
+        counts.push_str(&format!(" · beats with no order {}", c.skipped));
     }
     lines.extend(layout::wrap(&counts, width, "", "  "));
 
@@ -495,6 +501,7 @@ impl Progress {
         let mut inner = self.inner();
         let (events, _) = history.events_since(inner.tracker.seen());
         inner.tracker.absorb(&events);
+        inner.tracker.counts.skipped = history.skipped().total();
         if let Some(d) = downstream {
             inner.tracker.check_deliveries(d);
         }
@@ -606,7 +613,7 @@ mod tests {
             read(100, 1, 1, None),
         ]);
         t.absorb(&[read(300, 1, 1, None)]);
-        assert_eq!(t.counts, Counts { orders: 1, committed: 1, failed: 0, unknown: 1 });
+        assert_eq!(t.counts, Counts { orders: 1, committed: 1, failed: 0, unknown: 1, skipped: 0 });
         assert_eq!(t.seen(), 5);
         assert_eq!(t.pending.len(), 1);
         let line = &t.products[&1];

@@ -56,7 +56,7 @@ fn naive() -> LiveState {
         started: true,
         caches: false,
         publishes: true,
-        counts: Counts { orders: 27, committed: 26, failed: 5, unknown: 1 },
+        counts: Counts { orders: 27, committed: 26, failed: 5, unknown: 1, skipped: 0 },
         undelivered: Some(3),
         faults: vec![
             ActiveFault { what: "kafka reset_peer".into(), until: 12_000 },
@@ -84,7 +84,7 @@ fn cache_aside() -> LiveState {
         started: true,
         caches: true,
         publishes: false,
-        counts: Counts { orders: 21, committed: 21, failed: 0, unknown: 2 },
+        counts: Counts { orders: 21, committed: 21, failed: 0, unknown: 2, skipped: 0 },
         undelivered: None,
         faults: Vec::new(),
         products,
@@ -112,6 +112,22 @@ fn before_the_main_phase_only_the_first_line_shows() {
     let text = render(&state, 80);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("naive [1/6] · prepare"), "{text}");
+}
+
+#[test]
+fn beats_that_placed_no_order_show_beside_the_counts_and_fit() {
+    let mut state = naive();
+    assert!(!render(&state, 100).contains("beats with no order"), "none skipped, none said");
+    state.counts.skipped = 1234;
+    for columns in [40, 80, 100] {
+        let text = render(&state, columns);
+        for l in text.lines() {
+            assert!(width(l) <= columns, "wider than {columns}: {l:?}");
+        }
+        // Wrapped or not, the figure is there once, with its words.
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(flat.matches("beats with no order 1234").count(), 1, "{text}");
+    }
 }
 
 #[test]

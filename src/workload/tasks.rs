@@ -158,7 +158,7 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in
     let every = env.workload.writers;
     let beat = Beat { every, offset: every.mul_f64(w as f64 / env.workload.writer_tasks as f64) };
     let history = env.history.clone();
-    let skipped = move |why, beats| history.skipped(why, beats);
+    let skipped = move |why, beats| history.skip(why, beats);
     on_every_beat(clock, beat, stop, in_flight, skipped, move |k| {
         let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let (app, history) = (app.clone(), env.history.clone());
