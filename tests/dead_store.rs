@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use common::process::{dualwrite, Dualwrite};
 use common::throwaway::{ThrowawayPostgres, ThrowawayRedis};
 
-/// dualwrite declares a store dead after 5 s without an answer
-/// (`runner::watch::DEAD_AFTER`); the rest is the stop and the cleanup,
-/// with a margin for a shared, loaded machine.
+/// dualwrite declares a store that refuses its probes dead after 5 s
+/// (`runner::watch::DEAD_AFTER`; the stores these tests kill refuse); the
+/// rest is the stop and the cleanup, with a margin for a shared, loaded
+/// machine.
 const NOTICE_LIMIT: Duration = Duration::from_secs(20);
 
 /// The lines of stderr, blank ones aside, and without the start-up note
@@ -208,7 +209,8 @@ async fn a_busy_postgres_is_waited_for_past_the_first_connection_limit() {
 
 /// A probe answered late keeps its session. The lease's own backend is
 /// stopped (SIGSTOP) for 3.5 s, past the probe's 2 s limit and short of
-/// the 5 s after which a store is dead: the run reports the outage and goes
+/// the 5 s after which even a refusing store is dead (a silent one has
+/// 15 s): the run reports the outage and goes
 /// on, and the lease is still held by the same backend, not by a new
 /// connection opened for every late probe (on a busy server each of those
 /// is slower than the last).

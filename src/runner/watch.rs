@@ -11,9 +11,11 @@
 //! - an outage that ends by itself is a fact about the run, reported beside
 //!   its figures ("postgres was unreachable 4.1–7.9 s, not injected"): a
 //!   verdict reached across it means less than it seems;
-//! - an outage that lasts [`DEAD_AFTER`] means the store is gone. The run
-//!   stops with one line that names the store, its address and the fix,
-//!   instead of a minute of warnings from every component retrying.
+//! - an outage that lasts [`DEAD_AFTER`] (a store that refuses) or
+//!   [`SILENT_DEAD_AFTER`] (one that does not answer at all, which may only
+//!   be slow) means the store is gone. The run stops with one line that
+//!   names the store, its address and the fix, instead of a minute of
+//!   warnings from every component retrying.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -32,10 +34,18 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long one probe may take before it counts as a failure. Far above
 /// what a `SELECT 1` or a PING takes on a loaded laptop.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a store may be unreachable before the run gives up on it. Long
-/// enough for a restart to come back (PostgreSQL restarts in about a second);
-/// short enough that nobody waits on a dead store.
+/// How long a store may refuse the probe (a connection refused or reset,
+/// an error returned) before the run gives up on it. Long enough for a
+/// restart to come back (PostgreSQL restarts in about a second); short
+/// enough that nobody waits on a dead store.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
+/// How long a store may stay *silent* — every probe unanswered within
+/// [`PROBE_TIMEOUT`] — before the run gives up on it. Longer than
+/// [`DEAD_AFTER`]: a store that refuses is down, but one that is silent
+/// may only be slow (a server shared by a whole class, a checkpoint's
+/// fsync on a busy disk), and a run stopped for a slow server would be a
+/// lesson lost, not a dead store found.
+pub const SILENT_DEAD_AFTER: Duration = Duration::from_secs(15);
 
 /// A period during which a store did not answer its direct probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,9 +94,13 @@ pub enum Probe {
     Redis { cache: Box<Cache> },
     /// A TCP connect to the broker's own address (not the proxy's link).
     Kafka { address: String },
-    /// A store that never answers (unit tests of the timing, under paused time).
+    /// A store that refuses every probe (unit tests of the timing, under
+    /// paused time).
     #[cfg(test)]
     Failing,
+    /// A store that answers no probe in time.
+    #[cfg(test)]
+    Silent,
 }
 
 impl Probe {
@@ -96,7 +110,7 @@ impl Probe {
             Probe::Redis { .. } => "redis",
             Probe::Kafka { .. } => "kafka",
             #[cfg(test)]
-            Probe::Failing => "kafka",
+            Probe::Failing | Probe::Silent => "kafka",
         }
     }
 
@@ -105,12 +119,12 @@ impl Probe {
             Probe::Postgres { address, .. } | Probe::Kafka { address } => address.clone(),
             Probe::Redis { cache } => cache.address().to_string(),
             #[cfg(test)]
-            Probe::Failing => "127.0.0.1:1".into(),
+            Probe::Failing | Probe::Silent => "127.0.0.1:1".into(),
         }
     }
 
     /// One probe, bounded by [`PROBE_TIMEOUT`].
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), Failure> {
         let attempt = async {
             match self {
                 Probe::Postgres { lease, .. } => lease.check(PROBE_TIMEOUT).await,
@@ -120,11 +134,13 @@ impl Probe {
                 }
                 #[cfg(test)]
                 Probe::Failing => Err("connection refused".to_string()),
+                #[cfg(test)]
+                Probe::Silent => std::future::pending().await,
             }
         };
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+            Ok(result) => result.map_err(|error| Failure { error, silent: false }),
+            Err(_) => Err(Failure { error: format!("no answer within {PROBE_TIMEOUT:?}"), silent: true }),
         }
     }
 
@@ -142,16 +158,24 @@ impl Probe {
             }
             Probe::Kafka { address } => ("Kafka", format!("is the broker at {address} running?")),
             #[cfg(test)]
-            Probe::Failing => ("Kafka", "is the broker running?".to_string()),
+            Probe::Failing | Probe::Silent => ("Kafka", "is the broker running?".to_string()),
         };
         Error::StoreDied { service, address: self.address(), at_ms: at, fix, source: error.into() }
     }
 }
 
+/// A failed probe: what it said, and whether the store said nothing at
+/// all (no answer within [`PROBE_TIMEOUT`]) rather than refusing.
+struct Failure {
+    error: String,
+    silent: bool,
+}
+
 /// The probes, running for as long as the run is live.
 pub struct Watch {
     state: Arc<Mutex<State>>,
-    /// Cancelled when a store has been unreachable for [`DEAD_AFTER`].
+    /// Cancelled when a store has been unreachable for [`DEAD_AFTER`]
+    /// ([`SILENT_DEAD_AFTER`] when it was silent).
     dead: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -230,12 +254,13 @@ async fn watch(probe: Probe, clock: Clock, state: Arc<Mutex<State>>, dead: Cance
 }
 
 /// Files one probe's result: opens, extends or closes the store's outage,
-/// and declares the store dead once its outage has lasted [`DEAD_AFTER`].
+/// and declares the store dead once its outage has lasted [`DEAD_AFTER`],
+/// or [`SILENT_DEAD_AFTER`] while its probes go unanswered.
 fn record(
     probe: &Probe,
     state: &Mutex<State>,
     dead: &CancellationToken,
-    result: Result<(), String>,
+    result: Result<(), Failure>,
     sent: Millis,
     sent_instant: tokio::time::Instant,
 ) {
@@ -251,13 +276,15 @@ fn record(
                 ended.push(outage);
             }
         }
-        Err(error) => {
+        Err(Failure { error, silent }) => {
             let (outage, since) = open.entry(store).or_insert_with(|| {
                 let outage =
                     Outage { store, address: probe.address(), from_ms: sent, until_ms: None, error: error.clone() };
                 (outage, sent_instant)
             });
-            if since.elapsed() >= DEAD_AFTER && died.is_none() {
+            // Silence may be slowness; a refusal is an answer.
+            let limit = if silent { SILENT_DEAD_AFTER } else { DEAD_AFTER };
+            if since.elapsed() >= limit && died.is_none() {
                 *died = Some(probe.died(outage.from_ms, error));
                 dead.cancel();
             }
@@ -286,8 +313,23 @@ mod tests {
         assert!(open.describe().contains("from 4.1 s to the end"), "{}", open.describe());
     }
 
-    /// A store that never answers is declared dead after DEAD_AFTER, and
-    /// not before; under paused time, so exactly.
+    /// A store that answers nothing is declared dead after
+    /// SILENT_DEAD_AFTER, not after DEAD_AFTER: it may only be slow.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_store_is_given_longer_than_one_that_refuses() {
+        let started = tokio::time::Instant::now();
+        let watch = Watch::start(Clock::start(), vec![Probe::Silent]);
+        watch.died().await;
+        let waited = started.elapsed();
+        // The last probe before the limit may still be waiting for its answer.
+        assert!(waited >= SILENT_DEAD_AFTER && waited <= SILENT_DEAD_AFTER + PROBE_TIMEOUT + PROBE_EVERY, "{waited:?}");
+        let text = crate::error::chain(&watch.take_death().expect("the death is recorded"));
+        assert!(text.contains("no answer within 2s"), "{text}");
+        watch.stop().await;
+    }
+
+    /// A store that refuses every probe is declared dead after DEAD_AFTER,
+    /// and not before; under paused time, so exactly.
     #[tokio::test(start_paused = true)]
     async fn a_store_that_stays_down_is_declared_dead_after_dead_after() {
         let started = tokio::time::Instant::now();
