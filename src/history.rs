@@ -213,18 +213,20 @@ pub struct ProbeSample {
 /// Why a writer let a beat pass without placing an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// Its writer already had as many orders in flight as it may (the
-    /// config's `MAX_IN_FLIGHT_PER_WRITER`): the strategy and its stores
-    /// did not keep up (back pressure).
+    /// It passed while its writer waited for room, with as many orders in
+    /// flight as it may have (the config's `MAX_IN_FLIGHT_PER_WRITER`): the
+    /// strategy and its stores did not keep up (back pressure).
     Full,
     /// It woke after the beat had passed: the machine was too busy to run it
-    /// on time.
+    /// on time, or the beat is near the timer's resolution (1 ms).
     Late,
 }
 
 /// The beats writers let pass without placing an order, by why. A run
 /// offers `writer tasks × duration ÷ interval` orders; these, the orders
-/// begun and the beats of an app that was down after a crash add up to it.
+/// begun and the beats of an app that was down after a crash (and those a
+/// writer was waiting out when the crash aborted it) add up to it, but for
+/// a writer's first tick, which has often just passed as it starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     /// The writer's orders in flight were at their limit.

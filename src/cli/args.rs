@@ -87,9 +87,9 @@ pub struct WorkloadArgs {
 
     /// Interval between orders, per writer task. Orders are placed on this
     /// beat whether or not the previous one has finished (like requests
-    /// arriving at a service), up to 16 in flight per task; a beat that
-    /// finds 16 in flight places none, and the report counts it. Range: 1ms
-    /// to 1m; a run plans at most 1,000,000 orders.
+    /// arriving at a service), up to 16 in flight per task; the beats that
+    /// pass while a task waits for room place none, and the report counts
+    /// them. Range: 1ms to 1m; a run plans at most 1,000,000 orders.
     #[arg(long, allow_hyphen_values = true, value_parser = limits::WRITERS, default_value = "1s")]
     pub writers: Duration,
 

@@ -286,32 +286,36 @@ pub struct Redeliveries {
 
 impl Orders {
     /// The beats that placed no order, in one sentence, e.g. "3461 beats
-    /// placed no order (35 % of the writers' beats): 3400 found 16 orders
-    /// of their writer still in flight (the strategy and its stores did not
-    /// keep up), 61 woke too late (the machine was busy)"; `None` when none
-    /// did.
+    /// placed no order (35 % of the writers' beats): 3400 passed while their
+    /// writer had 16 orders in flight (the strategy and its stores did not
+    /// keep up), 61 had passed before their writer woke (a busy machine, or
+    /// a beat too short for the timer)"; `None` when none did.
     pub fn describe_skipped(&self) -> Option<String> {
         let skipped = self.skipped;
         if skipped.total() == 0 {
             return None;
         }
-        let beats = self.attempted + skipped.total();
         let mut why = Vec::new();
         if skipped.full > 0 {
             why.push(format!(
-                "{} found {MAX_IN_FLIGHT_PER_WRITER} orders of their writer still in flight (the strategy and \
-                 its stores did not keep up)",
+                "{} passed while their writer had {MAX_IN_FLIGHT_PER_WRITER} orders in flight (the strategy and its \
+                 stores did not keep up)",
                 skipped.full
             ));
         }
         if skipped.late > 0 {
-            why.push(format!("{} woke too late (the machine was busy)", skipped.late));
+            why.push(format!(
+                "{} had passed before their writer woke (a busy machine, or a beat too short for the timer)",
+                skipped.late
+            ));
         }
+        // One decimal below 10 %: 0.6 % and 1.4 % are not both "1 %".
+        let share = 100.0 * skipped.total() as f64 / (self.attempted + skipped.total()) as f64;
+        let share = if share < 10.0 { format!("{share:.1}") } else { format!("{share:.0}") };
         Some(format!(
-            "{} {} placed no order ({:.0} % of the writers' beats): {}",
+            "{} {} placed no order ({share} % of the writers' beats): {}",
             skipped.total(),
             if skipped.total() == 1 { "beat" } else { "beats" },
-            100.0 * skipped.total() as f64 / beats as f64,
             why.join(", ")
         ))
     }

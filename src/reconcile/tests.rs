@@ -639,9 +639,20 @@ fn beats_that_placed_no_order_are_counted_and_said_with_why() {
     assert_eq!(
         f.orders.describe_skipped().as_deref(),
         Some(
-            "7 beats placed no order (70 % of the writers' beats): 5 found 16 orders of their writer still in \
-             flight (the strategy and its stores did not keep up), 2 woke too late (the machine was busy)"
+            "7 beats placed no order (70 % of the writers' beats): 5 passed while their writer had 16 orders \
+             in flight (the strategy and its stores did not keep up), 2 had passed before their writer woke (a \
+             busy machine, or a beat too short for the timer)"
         )
     );
     assert_eq!(Orders { skipped: Skipped::default(), ..f.orders }.describe_skipped(), None);
+    // Below 10 %, one decimal: 1 of 160 beats is 0.6 %, not "1 %".
+    let few = Orders { attempted: 159, skipped: Skipped { full: 1, late: 0 }, ..f.orders };
+    assert!(few.describe_skipped().unwrap().starts_with("1 beat placed no order (0.6 % of"), "{few:?}");
+}
+
+#[test]
+fn a_report_written_before_skipped_beats_were_counted_still_reads() {
+    let old: Orders = serde_json::from_str(r#"{"attempted": 3, "committed": 2, "acknowledged": 2}"#).unwrap();
+    assert_eq!(old, Orders { attempted: 3, committed: 2, acknowledged: 2, skipped: Skipped::default() });
+    assert_eq!(old.describe_skipped(), None);
 }

@@ -98,7 +98,8 @@ pub enum Probe {
     /// paused time).
     #[cfg(test)]
     Failing,
-    /// A store that answers no probe in time.
+    /// A store that answers no probe in time: the probe's own call times
+    /// out, as the lease's and the cache's do.
     #[cfg(test)]
     Silent,
 }
@@ -134,12 +135,22 @@ impl Probe {
                 }
                 #[cfg(test)]
                 Probe::Failing => Err("connection refused".to_string()),
+                // As the lease and the cache do: their own timeout's error.
                 #[cfg(test)]
-                Probe::Silent => std::future::pending().await,
+                Probe::Silent => {
+                    tokio::time::sleep(PROBE_TIMEOUT).await;
+                    Err(format!("no answer within {PROBE_TIMEOUT:?}"))
+                }
             }
         };
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-            Ok(result) => result.map_err(|error| Failure { error, silent: false }),
+            Ok(Ok(())) => Ok(()),
+            // A refusal is prompt. An error that took half the probe's
+            // time or more is silence: the lease and the cache bound their
+            // own calls by the same limit, and their timeouts come back as
+            // errors just before this one would fire.
+            Ok(Err(error)) => Err(Failure { error, silent: started.elapsed() >= PROBE_TIMEOUT / 2 }),
             Err(_) => Err(Failure { error: format!("no answer within {PROBE_TIMEOUT:?}"), silent: true }),
         }
     }
@@ -184,9 +195,10 @@ pub struct Watch {
 struct State {
     /// Outages that ended, in the order they began.
     ended: Vec<Outage>,
-    /// Per store, the outage going on right now, and when (on tokio's
-    /// clock, which tests can pause) its first failed probe was sent.
-    open: BTreeMap<&'static str, (Outage, tokio::time::Instant)>,
+    /// Per store, the outage going on right now, when (on tokio's clock,
+    /// which tests can pause) its first failed probe was sent, and when the
+    /// refusals going on now began (`None` while the store is silent).
+    open: BTreeMap<&'static str, (Outage, tokio::time::Instant, Option<tokio::time::Instant>)>,
     /// The error of the first store declared dead.
     died: Option<Error>,
 }
@@ -225,7 +237,7 @@ impl Watch {
         let mut state = self.state.lock().expect("watch mutex poisoned");
         let mut outages = std::mem::take(&mut state.ended);
         // Those still going on when the run stopped looking keep `until_ms: None`.
-        outages.extend(std::mem::take(&mut state.open).into_values().map(|(outage, _)| outage));
+        outages.extend(std::mem::take(&mut state.open).into_values().map(|(outage, _, _)| outage));
         outages.sort_by_key(|o| o.from_ms);
         outages
     }
@@ -254,8 +266,8 @@ async fn watch(probe: Probe, clock: Clock, state: Arc<Mutex<State>>, dead: Cance
 }
 
 /// Files one probe's result: opens, extends or closes the store's outage,
-/// and declares the store dead once its outage has lasted [`DEAD_AFTER`],
-/// or [`SILENT_DEAD_AFTER`] while its probes go unanswered.
+/// and declares the store dead once it has refused for [`DEAD_AFTER`], or
+/// been out, silent or refusing, for [`SILENT_DEAD_AFTER`].
 fn record(
     probe: &Probe,
     state: &Mutex<State>,
@@ -269,7 +281,7 @@ fn record(
     let State { ended, open, died } = &mut *state;
     match result {
         Ok(()) => {
-            if let Some((mut outage, _)) = open.remove(store) {
+            if let Some((mut outage, _, _)) = open.remove(store) {
                 // It answered a probe sent at `sent`: back by then.
                 outage.until_ms = Some(sent);
                 tracing::warn!("{}", outage.describe());
@@ -277,14 +289,17 @@ fn record(
             }
         }
         Err(Failure { error, silent }) => {
-            let (outage, since) = open.entry(store).or_insert_with(|| {
+            let (outage, since, refusing) = open.entry(store).or_insert_with(|| {
                 let outage =
                     Outage { store, address: probe.address(), from_ms: sent, until_ms: None, error: error.clone() };
-                (outage, sent_instant)
+                (outage, sent_instant, None)
             });
-            // Silence may be slowness; a refusal is an answer.
-            let limit = if silent { SILENT_DEAD_AFTER } else { DEAD_AFTER };
-            if since.elapsed() >= limit && died.is_none() {
+            // Silence may be slowness; a refusal is an answer. Dead after
+            // DEAD_AFTER of refusals without a silence between them, or
+            // SILENT_DEAD_AFTER of outage of any kind.
+            *refusing = if silent { None } else { Some(refusing.unwrap_or(sent_instant)) };
+            let refused_long = refusing.is_some_and(|from| from.elapsed() >= DEAD_AFTER);
+            if (refused_long || since.elapsed() >= SILENT_DEAD_AFTER) && died.is_none() {
                 *died = Some(probe.died(outage.from_ms, error));
                 dead.cancel();
             }
@@ -326,6 +341,39 @@ mod tests {
         let text = crate::error::chain(&watch.take_death().expect("the death is recorded"));
         assert!(text.contains("no answer within 2s"), "{text}");
         watch.stop().await;
+    }
+
+    /// Refusals count toward DEAD_AFTER only while no silence breaks them;
+    /// the outage as a whole still ends at SILENT_DEAD_AFTER.
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_between_refusals_starts_their_count_again() {
+        let (state, dead) = (Mutex::new(State::default()), CancellationToken::new());
+        let file = |silent: bool| {
+            let failure = Failure { error: "connection refused".into(), silent };
+            record(&Probe::Failing, &state, &dead, Err(failure), 0, tokio::time::Instant::now());
+        };
+        let step = |secs: f64| tokio::time::advance(Duration::from_secs_f64(secs));
+        file(false); // refused at 0 s
+        step(3.0).await;
+        file(true); // silent at 3 s
+        step(3.0).await;
+        file(false); // refusing again from 6 s
+        step(4.9).await;
+        file(false); // 10.9 s: refusing for 4.9 s, out for 10.9 s
+        assert!(!dead.is_cancelled(), "neither limit reached");
+        step(0.2).await;
+        file(false); // 11.1 s: refusing for 5.1 s
+        assert!(dead.is_cancelled(), "five seconds of refusals");
+
+        // Refused and silent by turns, every 2 s: no run of refusals lasts
+        // 5 s, so the store is dead at the first probe past 15 s, at 16 s.
+        let (state, dead) = (Mutex::new(State::default()), CancellationToken::new());
+        for i in 0..=8u64 {
+            let failure = Failure { error: "refused, or no answer".into(), silent: i % 2 == 1 };
+            record(&Probe::Failing, &state, &dead, Err(failure), 0, tokio::time::Instant::now());
+            assert_eq!(dead.is_cancelled(), i == 8, "at {} s", i * 2);
+            tokio::time::advance(Duration::from_secs(2)).await;
+        }
     }
 
     /// A store that refuses every probe is declared dead after DEAD_AFTER,
