@@ -240,6 +240,35 @@ fn a_late_probe_is_an_outage_and_keeps_the_lease_session() {
     assert!(outages[0]["until_ms"].as_u64().is_some(), "it answered again: {outages:?}");
 }
 
+/// A silent store is given longer than a refusing one: the lease's own
+/// backend is stopped (SIGSTOP) for 8 s — past the 5 s after which a
+/// refusing store is dead, short of the 15 s a silent one has. Its probes
+/// go unanswered (the lease times them out itself), so the run carries on,
+/// as it should for a server that is only slow, and reports the outage.
+#[test]
+fn a_store_silent_for_longer_than_five_seconds_is_an_outage_not_a_death() {
+    let postgres = ThrowawayPostgres::start();
+    let redis = ThrowawayRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let run = naive_run_reporting_to(&postgres, &redis, &json);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
+    let pid = pid.trim().to_string();
+    assert!(pid.parse::<u32>().is_ok(), "one lease backend: {pid:?}");
+    signal(&pid, "STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    signal(&pid, "CONT");
+    let finished = run.wait(Duration::from_secs(60));
+    assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
+    let outages = outages(&json);
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert_eq!(outages[0]["store"], "postgres");
+    let (from, until) = (outages[0]["from_ms"].as_u64().unwrap(), outages[0]["until_ms"].as_u64());
+    let until = until.expect("it answered again");
+    assert!(until - from >= 5_000, "an outage longer than DEAD_AFTER, survived: {outages:?}");
+}
+
 /// A cleanup connects to a server the run has reached already, and waits
 /// for a busy one: the throwaway server's postmaster is stopped (SIGSTOP)
 /// for 6 s, so no new backend starts. A first connection gives up at 4 s,
