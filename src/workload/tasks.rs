@@ -157,9 +157,7 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in
     let clock = env.history.clock();
     let every = env.workload.writers;
     let beat = Beat { every, offset: every.mul_f64(w as f64 / env.workload.writer_tasks as f64) };
-    let history = env.history.clone();
-    let skipped = move |why, beats| history.skip(why, beats);
-    on_every_beat(clock, beat, stop, in_flight, skipped, move |k| {
+    on_every_beat(clock, beat, stop, in_flight, Some(env.history.clone()), move |k| {
         let order = generate::order(env.workload.seed, w, k, env.workload.products);
         let (app, history) = (app.clone(), env.history.clone());
         async move { app.write(&order, &history).await }
@@ -173,21 +171,25 @@ async fn writer(w: u32, app: Arc<App>, env: TaskEnv, stop: CancellationToken, in
 /// a slow store makes them pile up instead of arriving less often. Each one
 /// is tracked by `tracker`, so that a crash can wait until it is gone.
 ///
-/// The beats it lets pass are told to `skipped`, with why: it was waiting
-/// for room (every one of its orders still in flight) or woke too late.
-/// A run that skips beats offered less than its rate: the report says so.
-async fn on_every_beat<S, F, Fut>(
+/// The beats it lets pass are counted in `skipped` (the writers' history;
+/// `None` for the readers), with why: it was waiting for room (every one of
+/// its orders still in flight) or woke too late. A run that skips beats
+/// offered less than its rate: the report says so.
+async fn on_every_beat<F, Fut>(
     clock: Clock,
     beat: Beat,
     stop: CancellationToken,
     tracker: TaskTracker,
-    skipped: S,
+    skipped: Option<History>,
     task: F,
 ) where
-    S: Fn(Skip, u64),
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let skipped = |why, beats: u64| match &skipped {
+        Some(history) if beats > 0 => history.skip(why, beats),
+        _ => {}
+    };
     let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_WRITER));
     // Dropping a JoinSet aborts its tasks: a crash takes in-flight work with it.
     let mut in_flight = JoinSet::new();
@@ -209,9 +211,7 @@ async fn on_every_beat<S, F, Fut>(
                     // This beat, and those that passed while it waited,
                     // placed no order.
                     let waited = beat.next_tick(&clock).saturating_sub(k).saturating_sub(late).max(1);
-                    if late > 0 {
-                        skipped(Skip::Late, late);
-                    }
+                    skipped(Skip::Late, late);
                     skipped(Skip::Full, waited);
                     break;
                 }
@@ -235,12 +235,8 @@ async fn on_every_beat<S, F, Fut>(
             // Passed while it placed this order: a busy machine again.
             placing => (late + placing, 0),
         };
-        if late > 0 {
-            skipped(Skip::Late, late);
-        }
-        if full > 0 {
-            skipped(Skip::Full, full);
-        }
+        skipped(Skip::Late, late);
+        skipped(Skip::Full, full);
         k = next;
     }
     while let Some(done) = in_flight.join_next().await {
@@ -266,36 +262,29 @@ fn rethrow_panic(done: std::result::Result<(), tokio::task::JoinError>) {
 async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(
-        clock,
-        beat,
-        stop,
-        in_flight,
-        |_, _| {},
-        move |k| {
-            let (app, env) = (app.clone(), env.clone());
-            async move {
-                let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-                // The truth first: if the served value is older than this, it was
-                // already stale when it was served.
-                let truth = db::read_stock_direct(&env.direct, product_id).await;
-                let started = std::time::Instant::now();
-                let served = app.read(product_id).await;
-                let read_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-                let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
-                env.history.read(ReadSample {
-                    at: clock.now(),
-                    product_id,
-                    served: served.value,
-                    from_cache: served.from_cache,
-                    filled_cache: served.filled_cache,
-                    truth,
-                    projection,
-                    read_ms,
-                });
-            }
-        },
-    )
+    on_every_beat(clock, beat, stop, in_flight, None, move |k| {
+        let (app, env) = (app.clone(), env.clone());
+        async move {
+            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+            // The truth first: if the served value is older than this, it was
+            // already stale when it was served.
+            let truth = db::read_stock_direct(&env.direct, product_id).await;
+            let started = std::time::Instant::now();
+            let served = app.read(product_id).await;
+            let read_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            let projection = env.downstream.as_ref().and_then(|d| d.projection(product_id));
+            env.history.read(ReadSample {
+                at: clock.now(),
+                product_id,
+                served: served.value,
+                from_cache: served.from_cache,
+                filled_cache: served.filled_cache,
+                truth,
+                projection,
+                read_ms,
+            });
+        }
+    })
     .await
 }
 
@@ -305,28 +294,21 @@ async fn reader(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight:
 async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: TaskTracker) {
     let clock = env.history.clock();
     let beat = Beat { every: env.workload.readers, offset: Duration::ZERO };
-    on_every_beat(
-        clock,
-        beat,
-        stop,
-        in_flight,
-        |_, _| {},
-        move |k| {
-            let (app, env) = (app.clone(), env.clone());
-            async move {
-                let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
-                let started = Instant::now();
-                let result = app.db().read_stock(product_id).await;
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-                env.history.probe(ProbeSample {
-                    at: clock.now(),
-                    elapsed_ms,
-                    acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
-                    failed: result.is_err(),
-                });
-            }
-        },
-    )
+    on_every_beat(clock, beat, stop, in_flight, None, move |k| {
+        let (app, env) = (app.clone(), env.clone());
+        async move {
+            let product_id = generate::read_product(env.workload.seed, k, env.workload.products);
+            let started = Instant::now();
+            let result = app.db().read_stock(product_id).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            env.history.probe(ProbeSample {
+                at: clock.now(),
+                elapsed_ms,
+                acquire_timeout: matches!(result, Err(DbError::Sqlx(sqlx::Error::PoolTimedOut))),
+                failed: result.is_err(),
+            });
+        }
+    })
     .await
 }
 
@@ -334,7 +316,6 @@ async fn probe(app: Arc<App>, env: TaskEnv, stop: CancellationToken, in_flight: 
 mod tests {
     use std::ops::RangeInclusive;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
 
     use super::*;
     use crate::history::Skipped;
@@ -345,20 +326,14 @@ mod tests {
         let clock = Clock::start();
         let stop = CancellationToken::new();
         let begun = Arc::new(AtomicU64::new(0));
-        let skipped = Arc::new(Mutex::new(Skipped::default()));
-        let (counted, seen) = (begun.clone(), skipped.clone());
+        let history = History::new(clock);
+        let counted = begun.clone();
         let beating = tokio::spawn(on_every_beat(
             clock,
             Beat { every, offset: Duration::ZERO },
             stop.clone(),
             TaskTracker::new(),
-            move |why, n| {
-                let mut s = seen.lock().unwrap();
-                match why {
-                    Skip::Full => s.full += n,
-                    Skip::Late => s.late += n,
-                }
-            },
+            Some(history.clone()),
             move |_| {
                 counted.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(task)
@@ -373,8 +348,7 @@ mod tests {
         stop.cancel();
         beating.await.unwrap();
         let due = due_at_stop..=due_by();
-        let skipped = *skipped.lock().unwrap();
-        (begun.load(Ordering::Relaxed), skipped, due)
+        (begun.load(Ordering::Relaxed), history.skipped(), due)
     }
 
     #[tokio::test]
