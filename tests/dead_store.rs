@@ -53,6 +53,14 @@ fn outages(json: &Path) -> Vec<serde_json::Value> {
     report["runs"][0]["outages"].as_array().expect("an outages list").clone()
 }
 
+/// The pid of the run's lease backend, the one the store watch probes on.
+fn lease_backend(postgres: &ThrowawayPostgres) -> String {
+    let pid = postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
+    let pid = pid.trim().to_string();
+    assert!(pid.parse::<u32>().is_ok(), "one lease backend: {pid:?}");
+    pid
+}
+
 /// `kill -<name> <pid>`.
 fn signal(pid: &str, name: &str) {
     let status = std::process::Command::new("kill").args([format!("-{name}").as_str(), pid]).status().unwrap();
@@ -222,18 +230,15 @@ fn a_late_probe_is_an_outage_and_keeps_the_lease_session() {
     let json = dir.path().join("report.json");
     let run = naive_run_reporting_to(&postgres, &redis, &json);
     std::thread::sleep(Duration::from_millis(1000));
-    let lease_backend = || postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
-    let before = lease_backend();
-    let pid = before.trim().to_string();
-    assert!(pid.parse::<u32>().is_ok(), "one lease backend: {before:?}");
+    let pid = lease_backend(&postgres);
     signal(&pid, "STOP");
     std::thread::sleep(Duration::from_millis(3500));
     signal(&pid, "CONT");
     std::thread::sleep(Duration::from_millis(1000));
-    let after = lease_backend();
+    let after = lease_backend(&postgres);
     let finished = run.wait(Duration::from_secs(60));
     assert!(matches!(finished.code, Some(0) | Some(1)), "{}\n{}", finished.stdout, finished.stderr);
-    assert_eq!(after.trim(), pid, "the lease is held by the backend it was taken on");
+    assert_eq!(after, pid, "the lease is held by the backend it was taken on");
     let outages = outages(&json);
     assert_eq!(outages.len(), 1, "{outages:?}");
     assert_eq!(outages[0]["store"], "postgres");
@@ -253,9 +258,7 @@ fn a_store_silent_for_longer_than_five_seconds_is_an_outage_not_a_death() {
     let json = dir.path().join("report.json");
     let run = naive_run_reporting_to(&postgres, &redis, &json);
     std::thread::sleep(Duration::from_millis(500));
-    let pid = postgres.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'dualwrite-lease'");
-    let pid = pid.trim().to_string();
-    assert!(pid.parse::<u32>().is_ok(), "one lease backend: {pid:?}");
+    let pid = lease_backend(&postgres);
     signal(&pid, "STOP");
     std::thread::sleep(Duration::from_secs(8));
     signal(&pid, "CONT");
